@@ -1,0 +1,748 @@
+//! The attack suite: C functions (`c/attacks.c`) that attack the Rust side
+//! through FFI, and the harness that runs each one twice, in child processes:
+//!
+//! * **unprotected**: `COFFERDAM_BACKEND=none`, so the program is an ordinary
+//!   Rust program (system allocator, bare calls) that hands C Rust memory as
+//!   FFI code usually does; this run shows that the attack really works;
+//! * **protected**: the backend in force (mpk where the CPU has it), with the
+//!   program written as a Cofferdam user writes it (foreign buffers for C,
+//!   calls through a [`Compartment`]); this run shows whether it is contained.
+//!
+//! A child reports one [`Observation`]; a child that dies is itself evidence
+//! (the attack crashed the program). The executable that hosts the children
+//! must use [`cofferdam::ProtectedAlloc`] as its global allocator and call
+//! [`child_main`] when asked to (the `cofferdam` CLI does, under a hidden
+//! `attack-child` subcommand).
+
+use std::io::Write;
+use std::os::unix::process::ExitStatusExt;
+use std::process::Command;
+
+use cofferdam::{Backend, Compartment, Error, ForeignBuf};
+use serde::{Deserialize, Serialize};
+
+pub mod ffi {
+    //! The C attackers (see `c/attacks.c`).
+    #![allow(missing_docs)]
+    extern "C" {
+        pub fn cd_overread(
+            buf: *const u8,
+            len: usize,
+            extra: usize,
+            leak: *const u8,
+            out: *mut u8,
+            out_len: usize,
+        ) -> i32;
+        pub fn cd_overwrite(buf: *mut u8, len: usize, extra: usize, leak: *mut u8, leak_len: usize);
+        pub fn cd_retain(p: *mut u8);
+        pub fn cd_use_stale(n: usize);
+        pub fn cd_free(p: *mut u8);
+        pub fn cd_malloc_scan(n: usize, out: *mut u8, out_len: usize) -> i32;
+        pub fn cd_stack_write(p: *mut u8, n: usize);
+        pub fn cd_bad_bool() -> u8;
+        pub fn cd_noop(x: i32) -> i32;
+        pub fn cd_null_write();
+    }
+}
+
+/// How a run is set up.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// An ordinary Rust program handing C its memory.
+    Unprotected,
+    /// A Cofferdam program.
+    Protected,
+}
+
+impl Mode {
+    /// `unprotected` or `protected`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Mode::Unprotected => "unprotected",
+            Mode::Protected => "protected",
+        }
+    }
+    /// Parses [`Mode::name`].
+    pub fn parse(s: &str) -> Option<Mode> {
+        match s {
+            "unprotected" => Some(Mode::Unprotected),
+            "protected" => Some(Mode::Protected),
+            _ => None,
+        }
+    }
+}
+
+/// What one run saw, reported by the child.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Observation {
+    /// The attack's effect happened: a secret reached C, a canary changed,
+    /// two live objects share memory.
+    pub effect: bool,
+    /// Rust's secrets and canaries are byte-for-byte what Rust wrote.
+    pub intact: bool,
+    /// The call's error, if the gate contained a fault.
+    pub error: Option<String>,
+    /// What happened, in words.
+    pub evidence: String,
+    /// The backend the run used.
+    pub backend: String,
+}
+
+/// One attack of the suite.
+pub struct Attack {
+    /// Its name.
+    pub name: &'static str,
+    /// Its class (`heap-overflow-read`, …).
+    pub class: &'static str,
+    /// What it does.
+    pub description: &'static str,
+    /// Backends that claim to contain it.
+    pub claimed_by: &'static [Backend],
+    /// The scenario, or `None` while the capability it needs is missing.
+    run: Option<fn(Mode) -> Observation>,
+    /// The capability that is missing, for pending attacks.
+    pub pending: Option<&'static str>,
+}
+
+const HEAP: &[Backend] = &[Backend::Mpk];
+
+/// Every attack, in demo order.
+pub fn all() -> &'static [Attack] {
+    &[
+        Attack {
+            name: "overread-adjacent-secret",
+            class: "heap-overflow-read",
+            description: "C reads past a buffer Rust gave it into a Rust secret next to it, then at a leaked address",
+            claimed_by: HEAP,
+            run: Some(heap_overflow_read),
+            pending: None,
+        },
+        Attack {
+            name: "overwrite-adjacent-object",
+            class: "heap-overflow-write",
+            description: "C writes past its buffer into the Rust object next to it, then at a leaked address",
+            claimed_by: HEAP,
+            run: Some(heap_overflow_write),
+            pending: None,
+        },
+        Attack {
+            name: "write-after-free",
+            class: "use-after-free",
+            description: "C keeps a pointer to a Rust object; Rust frees it and reuses the memory; C writes through it",
+            claimed_by: HEAP,
+            run: Some(use_after_free),
+            pending: None,
+        },
+        Attack {
+            name: "free-rust-object",
+            class: "double-free",
+            description: "C calls free() on memory Rust owns; Rust's allocator then hands it out twice",
+            claimed_by: HEAP,
+            run: Some(double_free),
+            pending: None,
+        },
+        Attack {
+            name: "recycled-secret",
+            class: "uninitialized-read",
+            description: "Rust frees a buffer that held a secret; C mallocs and reads what it gets",
+            claimed_by: &[Backend::Mpk, Backend::Split],
+            run: Some(uninitialized_read),
+            pending: None,
+        },
+        Attack {
+            name: "leaked-stack-write",
+            class: "stack-smash",
+            description: "C writes to a Rust stack variable whose address it was given",
+            claimed_by: &[],
+            run: Some(stack_write),
+            pending: None,
+        },
+        Attack {
+            name: "bool-out-of-range",
+            class: "invalid-return",
+            description: "C returns 2 where Rust declared bool",
+            claimed_by: &[],
+            run: Some(invalid_return),
+            pending: None,
+        },
+        Attack {
+            name: "callback-abuse",
+            class: "callback-abuse",
+            description: "C calls a Rust callback with Rust pointers, late, or from its own thread",
+            claimed_by: &[],
+            run: None,
+            pending: Some("needs callbacks (stack isolation and callbacks issue)"),
+        },
+        Attack {
+            name: "own-wrpkru",
+            class: "rights-escalation",
+            description: "foreign code runs its own WRPKRU, or jumps into the gate with its own PKRU value",
+            claimed_by: &[],
+            run: None,
+            pending: Some("needs binary inspection (foreign rights issue)"),
+        },
+        Attack {
+            name: "retag-heap",
+            class: "syscall-escape",
+            description: "foreign code calls pkey_mprotect/mprotect/madvise on the Rust heap",
+            claimed_by: &[],
+            run: None,
+            pending: Some("needs the syscall guard (foreign rights issue)"),
+        },
+    ]
+}
+
+/// Looks an attack up by name.
+pub fn find(name: &str) -> Option<&'static Attack> {
+    all().iter().find(|a| a.name == name)
+}
+
+const SECRET_LEN: usize = 64;
+/// How far past its 64-byte buffer the over-read goes: far enough to cross
+/// the allocator's recently recycled blocks and reach the secret.
+const OVERREAD: usize = 4096;
+
+fn secret(tag: &str) -> [u8; SECRET_LEN] {
+    let mut s = [b'#'; SECRET_LEN];
+    let text = format!("COFFERDAM-SECRET:{tag}:");
+    s[..text.len()].copy_from_slice(text.as_bytes());
+    s
+}
+
+fn printable(bytes: &[u8]) -> String {
+    let end = bytes.iter().position(|&b| b == 0).unwrap_or(bytes.len());
+    bytes[..end]
+        .iter()
+        .map(|&b| if b.is_ascii_graphic() { b as char } else { '.' })
+        .collect()
+}
+
+fn has_marker(bytes: &[u8]) -> bool {
+    bytes.windows(17).any(|w| w == b"COFFERDAM-SECRET:")
+}
+
+fn fn_addr(f: *const ()) -> *const () {
+    f
+}
+
+fn observation(effect: bool, intact: bool, error: Option<&Error>, evidence: String) -> Observation {
+    Observation {
+        effect,
+        intact,
+        error: error.map(|e| e.to_string()),
+        evidence,
+        backend: cofferdam::backend().name().to_string(),
+    }
+}
+
+fn compartment() -> Result<Compartment, Observation> {
+    Compartment::new("attacks")
+        .map_err(|e| observation(false, true, Some(&e), format!("no compartment: {e}")))
+}
+
+fn outcome_text(r: &Result<(), Error>) -> String {
+    match r {
+        Ok(()) => "the call returned normally".to_string(),
+        Err(e) => format!("the call returned Err: {e}"),
+    }
+}
+
+fn heap_overflow_read(mode: Mode) -> Observation {
+    let c = match compartment() {
+        Ok(c) => c,
+        Err(o) => return o,
+    };
+    let out = ForeignBuf::zeroed(SECRET_LEN).expect("foreign buffer");
+    let expected = secret("heap-overflow-read");
+    let (r, secret_box, rc);
+    match mode {
+        Mode::Unprotected => {
+            // The usual FFI: C gets a pointer into a Rust Vec.
+            let buf = vec![b'.'; 64];
+            secret_box = Box::new(expected);
+            let mut code = 0i32;
+            // SAFETY: cd_overread takes (ptr, size_t, size_t, ptr, ptr, size_t) and returns int.
+            r = unsafe {
+                c.call::<_, i32>(
+                    "cd_overread",
+                    fn_addr(ffi::cd_overread as *const ()),
+                    (
+                        buf.as_ptr(),
+                        64usize,
+                        OVERREAD,
+                        secret_box.as_ptr(),
+                        out.as_foreign_ptr(),
+                        SECRET_LEN,
+                    ),
+                )
+            }
+            .map(|v| code = v);
+            rc = code;
+            std::hint::black_box(&buf);
+        }
+        Mode::Protected => {
+            // The Cofferdam way: C gets a foreign buffer.
+            let buf = ForeignBuf::from_slice(&[b'.'; 64]).expect("foreign buffer");
+            secret_box = Box::new(expected);
+            let mut code = 0i32;
+            // SAFETY: as above.
+            r = unsafe {
+                c.call::<_, i32>(
+                    "cd_overread",
+                    fn_addr(ffi::cd_overread as *const ()),
+                    (
+                        buf.as_foreign_ptr(),
+                        64usize,
+                        OVERREAD,
+                        secret_box.as_ptr(),
+                        out.as_foreign_ptr(),
+                        SECRET_LEN,
+                    ),
+                )
+            }
+            .map(|v| code = v);
+            rc = code;
+        }
+    }
+    let got = out.to_vec();
+    let effect = has_marker(&got);
+    let intact = *secret_box == expected;
+    let how = match rc {
+        1 => "by reading past its buffer",
+        2 => "through the leaked pointer",
+        _ => "",
+    };
+    let evidence = if effect {
+        format!(
+            "C copied the Rust secret out {how}: \"{}\"",
+            printable(&got)
+        )
+    } else {
+        format!(
+            "no secret reached C; {}",
+            outcome_text(&r.as_ref().map(|_| ()).map_err(|e| e.clone()))
+        )
+    };
+    observation(effect, intact, r.as_ref().err(), evidence)
+}
+
+fn heap_overflow_write(mode: Mode) -> Observation {
+    let c = match compartment() {
+        Ok(c) => c,
+        Err(o) => return o,
+    };
+    const CANARY: [u8; 64] = [0xC0; 64];
+    let r;
+    let canary;
+    match mode {
+        Mode::Unprotected => {
+            let mut buf = vec![0u8; 64];
+            canary = Box::new(CANARY);
+            let target = &*canary as *const [u8; 64] as *mut u8;
+            // SAFETY: cd_overwrite takes (ptr, size_t, size_t, ptr, size_t).
+            r = unsafe {
+                c.call::<_, ()>(
+                    "cd_overwrite",
+                    fn_addr(ffi::cd_overwrite as *const ()),
+                    (buf.as_mut_ptr(), 64usize, 64usize, target, 64usize),
+                )
+            };
+            // The overflow broke the allocator's bookkeeping next to `buf`:
+            // freeing either block now would abort the process.
+            std::mem::forget(buf);
+        }
+        Mode::Protected => {
+            let buf = ForeignBuf::zeroed(64).expect("foreign buffer");
+            canary = Box::new(CANARY);
+            let target = &*canary as *const [u8; 64] as *mut u8;
+            // SAFETY: as above.
+            r = unsafe {
+                c.call::<_, ()>(
+                    "cd_overwrite",
+                    fn_addr(ffi::cd_overwrite as *const ()),
+                    (buf.as_foreign_ptr(), 64usize, 64usize, target, 64usize),
+                )
+            };
+            // C overflowed its own heap: leave its block alone.
+            std::mem::forget(buf);
+        }
+    }
+    // SAFETY: reads the canary through a volatile load so that the compiler
+    // cannot assume it still holds what Rust wrote.
+    let now: [u8; 64] = unsafe { core::ptr::read_volatile(&*canary) };
+    let changed = now.iter().filter(|&&b| b != 0xC0).count();
+    std::mem::forget(canary);
+    let effect = changed > 0;
+    let evidence = if effect {
+        format!(
+            "{changed} of 64 canary bytes of the Rust object changed (now {:?}…)",
+            &now[..4]
+        )
+    } else {
+        format!(
+            "the Rust object's 64 canary bytes are unchanged; {}",
+            outcome_text(&r.clone())
+        )
+    };
+    observation(effect, !effect, r.as_ref().err(), evidence)
+}
+
+fn use_after_free(_mode: Mode) -> Observation {
+    let c = match compartment() {
+        Ok(c) => c,
+        Err(o) => return o,
+    };
+    let obj = Box::new([0u8; 64]);
+    let stale = &*obj as *const [u8; 64] as *mut u8;
+    // SAFETY: cd_retain takes one pointer and only stores it.
+    let r1 =
+        unsafe { c.call::<_, ()>("cd_retain", fn_addr(ffi::cd_retain as *const ()), (stale,)) };
+    drop(obj);
+    let expected = secret("use-after-free");
+    let victim = Box::new(expected);
+    let reused = &*victim as *const [u8; 64] as *mut u8 == stale;
+    // SAFETY: cd_use_stale takes a size_t.
+    let r2 = unsafe {
+        c.call::<_, ()>(
+            "cd_use_stale",
+            fn_addr(ffi::cd_use_stale as *const ()),
+            (64usize,),
+        )
+    };
+    // SAFETY: volatile read of a live Box.
+    let now: [u8; 64] = unsafe { core::ptr::read_volatile(&*victim) };
+    let effect = now != expected;
+    let mut evidence = if effect {
+        format!(
+            "the Rust object that reused the freed memory now reads \"{}\"",
+            printable(&now[..24])
+        )
+    } else {
+        format!(
+            "the Rust object {} the freed memory and is unchanged; {}",
+            if reused { "reused" } else { "did not reuse" },
+            outcome_text(&r2.clone())
+        )
+    };
+    if r1.is_err() {
+        evidence.push_str("; (retain failed)");
+    }
+    if matches!(r2, Err(Error::Fault(_))) {
+        // SAFETY: as for cd_retain above.
+        let r3 = unsafe {
+            c.call::<_, ()>(
+                "cd_retain",
+                fn_addr(ffi::cd_retain as *const ()),
+                (core::ptr::null_mut::<u8>(),),
+            )
+        };
+        if matches!(r3, Err(Error::Poisoned { .. })) {
+            evidence.push_str("; the next call was refused: compartment poisoned");
+        }
+    }
+    std::mem::forget(victim);
+    observation(effect, !effect, r2.as_ref().err(), evidence)
+}
+
+fn double_free(_mode: Mode) -> Observation {
+    let c = match compartment() {
+        Ok(c) => c,
+        Err(o) => return o,
+    };
+    let expected = secret("double-free");
+    let owned = Box::into_raw(Box::new(expected));
+    // SAFETY: cd_free takes one pointer. What free() does with a pointer it
+    // does not own is the attack.
+    let r = unsafe {
+        c.call::<_, ()>(
+            "cd_free",
+            fn_addr(ffi::cd_free as *const ()),
+            (owned as *mut u8,),
+        )
+    };
+    let next = Box::new([0x55u8; 64]);
+    let aliased = &*next as *const [u8; 64] == owned as *const [u8; 64];
+    // SAFETY: `owned` is still Rust's (never freed by Rust); a volatile read
+    // shows whatever the allocator let happen to it.
+    let now: [u8; 64] = unsafe { core::ptr::read_volatile(owned) };
+    let effect = aliased || now != expected;
+    let evidence = if effect {
+        format!(
+            "free() released a live Rust object: the next Rust allocation {} (object now reads \"{}\")",
+            if aliased { "got the same address, so two live Boxes share memory" } else { "overwrote it" },
+            printable(&now[..16])
+        )
+    } else {
+        format!(
+            "the Rust object is still Rust's and unchanged; {}",
+            outcome_text(&r.clone())
+        )
+    };
+    std::mem::forget(next); // never free either: the allocator's state is the attacker's now
+    observation(effect, !effect, r.as_ref().err(), evidence)
+}
+
+fn uninitialized_read(_mode: Mode) -> Observation {
+    let c = match compartment() {
+        Ok(c) => c,
+        Err(o) => return o,
+    };
+    let out = ForeignBuf::zeroed(SECRET_LEN).expect("foreign buffer");
+    {
+        let mut s = vec![0u8; 256];
+        s[32..32 + SECRET_LEN].copy_from_slice(&secret("uninitialized-read"));
+        std::hint::black_box(&mut s);
+        drop(s);
+    }
+    // SAFETY: cd_malloc_scan takes (size_t, ptr, size_t) and returns int.
+    let r = unsafe {
+        c.call::<_, i32>(
+            "cd_malloc_scan",
+            fn_addr(ffi::cd_malloc_scan as *const ()),
+            (256usize, out.as_foreign_ptr(), SECRET_LEN),
+        )
+    };
+    let got = out.to_vec();
+    let effect = has_marker(&got);
+    let evidence = if effect {
+        format!(
+            "C's malloc returned Rust's freed buffer, secret included: \"{}\"",
+            printable(&got)
+        )
+    } else {
+        format!(
+            "C's malloc never sees Rust's freed memory; {}",
+            outcome_text(&r.clone().map(|_| ()))
+        )
+    };
+    observation(effect, true, r.as_ref().err(), evidence)
+}
+
+fn stack_write(_mode: Mode) -> Observation {
+    let c = match compartment() {
+        Ok(c) => c,
+        Err(o) => return o,
+    };
+    let mut canary = [0xC5u8; 64];
+    let p = canary.as_mut_ptr();
+    // SAFETY: cd_stack_write takes (ptr, size_t).
+    let r = unsafe {
+        c.call::<_, ()>(
+            "cd_stack_write",
+            fn_addr(ffi::cd_stack_write as *const ()),
+            (p, 64usize),
+        )
+    };
+    let now = std::hint::black_box(canary);
+    let effect = now != [0xC5u8; 64];
+    let evidence = if effect {
+        "C overwrote a Rust stack variable through its address: Rust stacks are not protected yet"
+            .to_string()
+    } else {
+        format!(
+            "the Rust stack variable is unchanged; {}",
+            outcome_text(&r.clone())
+        )
+    };
+    observation(effect, !effect, r.as_ref().err(), evidence)
+}
+
+fn invalid_return(_mode: Mode) -> Observation {
+    let c = match compartment() {
+        Ok(c) => c,
+        Err(o) => return o,
+    };
+    // Read as u8 on purpose: turning it into `bool` unchecked would be UB.
+    // SAFETY: cd_bad_bool takes nothing and returns uint8_t.
+    let r = unsafe { c.call::<_, u8>("cd_bad_bool", fn_addr(ffi::cd_bad_bool as *const ()), ()) };
+    match r {
+        Ok(v) if v > 1 => observation(
+            true,
+            true,
+            None,
+            format!(
+                "C returned {v} for a bool and nothing checked it: returns are not validated yet"
+            ),
+        ),
+        Ok(v) => observation(false, true, None, format!("C returned {v}")),
+        Err(e) => observation(false, true, Some(&e), format!("the call returned Err: {e}")),
+    }
+}
+
+/// Runs `attack` in this process, prints the observation as one line on
+/// stdout and ends the process with `_exit` (no destructors: several attacks
+/// leave the allocator's state in the attacker's hands on purpose).
+pub fn child_main(attack: &Attack, mode: Mode) -> ! {
+    let obs = match attack.run {
+        Some(run) => run(mode),
+        None => observation(
+            false,
+            true,
+            None,
+            format!("not run: {}", attack.pending.unwrap_or("pending")),
+        ),
+    };
+    let line = serde_json::to_string(&obs).expect("observation serialises");
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "COFFERDAM-OBSERVATION {line}");
+    let _ = out.flush();
+    // SAFETY: _exit ends the process without running anything else.
+    unsafe { libc::_exit(0) }
+}
+
+/// What one side of the demo reports.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct UnprotectedRun {
+    /// The attack had its effect (or crashed the program).
+    pub attack_succeeded: bool,
+    /// What happened.
+    pub evidence: String,
+}
+
+/// The protected side.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ProtectedRun {
+    /// The backend that ran it.
+    pub backend: String,
+    /// The attack's effect is absent, Rust's memory is intact, and the
+    /// program survived.
+    pub contained: bool,
+    /// What happened.
+    pub evidence: String,
+}
+
+/// One row of `cofferdam demo`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Row {
+    /// The attack's name.
+    pub attack: String,
+    /// Its class.
+    pub class: String,
+    /// `run`, or `pending` when the capability it needs is missing.
+    pub status: String,
+    /// Whether the protected run's backend claims to contain this class.
+    pub claimed: bool,
+    /// The unprotected run.
+    pub unprotected: UnprotectedRun,
+    /// The protected run.
+    pub protected: ProtectedRun,
+}
+
+/// How a child ended.
+struct ChildEnd {
+    observation: Option<Observation>,
+    death: Option<String>,
+}
+
+fn run_child(mut cmd: Command) -> ChildEnd {
+    let out = match cmd.output() {
+        Ok(o) => o,
+        Err(e) => {
+            return ChildEnd {
+                observation: None,
+                death: Some(format!("could not start the child: {e}")),
+            }
+        }
+    };
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let observation = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("COFFERDAM-OBSERVATION "))
+        .and_then(|j| serde_json::from_str::<Observation>(j).ok());
+    let death = if let Some(sig) = out.status.signal() {
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let last = stderr
+            .lines()
+            .rev()
+            .find(|l| !l.trim().is_empty())
+            .unwrap_or("")
+            .trim()
+            .to_string();
+        let name = match sig {
+            libc::SIGSEGV => "SIGSEGV",
+            libc::SIGABRT => "SIGABRT",
+            libc::SIGBUS => "SIGBUS",
+            libc::SIGILL => "SIGILL",
+            _ => "a signal",
+        };
+        Some(if last.is_empty() {
+            format!("the process was killed by {name} ({sig})")
+        } else {
+            format!("the process was killed by {name} ({sig}): {last}")
+        })
+    } else if observation.is_none() {
+        Some(format!(
+            "the child exited with {} and reported nothing",
+            out.status
+        ))
+    } else {
+        None
+    };
+    ChildEnd { observation, death }
+}
+
+/// Runs both sides of `attack`. `child` builds the command that runs
+/// [`child_main`] for a mode; this function sets `COFFERDAM_BACKEND=none` for
+/// the unprotected side and leaves the environment alone for the protected one.
+pub fn run_attack(attack: &Attack, child: &dyn Fn(Mode) -> Command) -> Row {
+    let backend = cofferdam::backend();
+    let claimed = attack.claimed_by.contains(&backend);
+    if let Some(why) = attack.pending {
+        return Row {
+            attack: attack.name.into(),
+            class: attack.class.into(),
+            status: "pending".into(),
+            claimed,
+            unprotected: UnprotectedRun {
+                attack_succeeded: false,
+                evidence: format!("not run yet: {why}"),
+            },
+            protected: ProtectedRun {
+                backend: backend.name().into(),
+                contained: false,
+                evidence: format!("not contained yet: {why}"),
+            },
+        };
+    }
+    let mut cmd = child(Mode::Unprotected);
+    cmd.env("COFFERDAM_BACKEND", "none");
+    let u = run_child(cmd);
+    let unprotected = match (&u.observation, &u.death) {
+        (_, Some(death)) => UnprotectedRun {
+            attack_succeeded: true,
+            evidence: death.clone(),
+        },
+        (Some(o), None) => UnprotectedRun {
+            attack_succeeded: o.effect,
+            evidence: o.evidence.clone(),
+        },
+        (None, None) => unreachable!("run_child reports a death when there is no observation"),
+    };
+    let p = run_child(child(Mode::Protected));
+    let protected = match (&p.observation, &p.death) {
+        (_, Some(death)) => ProtectedRun {
+            backend: backend.name().into(),
+            contained: false,
+            evidence: death.clone(),
+        },
+        (Some(o), None) => ProtectedRun {
+            backend: o.backend.clone(),
+            contained: !o.effect && o.intact && !o.evidence.starts_with("no compartment"),
+            evidence: if o.intact {
+                format!("{}; Rust's memory intact", o.evidence)
+            } else {
+                o.evidence.clone()
+            },
+        },
+        (None, None) => unreachable!("run_child reports a death when there is no observation"),
+    };
+    Row {
+        attack: attack.name.into(),
+        class: attack.class.into(),
+        status: "run".into(),
+        claimed,
+        unprotected,
+        protected,
+    }
+}

@@ -1,0 +1,209 @@
+//! `cofferdam bench`: figures measured side by side in one run.
+//!
+//! Each workload runs its variants in interleaved rounds (A B C A B C …) and
+//! reports each variant's median over the rounds, so that a noisy neighbour
+//! slows all variants alike and the ratios stay meaningful.
+
+use std::alloc::{GlobalAlloc, Layout};
+use std::hint::black_box;
+use std::process::ExitCode;
+use std::time::Instant;
+
+use cofferdam::{Compartment, ProtectedAlloc};
+use cofferdam_attacks::ffi::cd_noop;
+use serde_json::{json, Value};
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.partial_cmp(b).expect("no NaN"));
+    v[v.len() / 2]
+}
+
+/// Nanoseconds per iteration of `f` over `iters` iterations.
+fn time_per_iter(iters: u64, mut f: impl FnMut(u64)) -> f64 {
+    let t = Instant::now();
+    for i in 0..iters {
+        f(i);
+    }
+    t.elapsed().as_nanos() as f64 / iters as f64
+}
+
+fn null_call(rounds: usize, iters: u64) -> Result<Value, String> {
+    let c = Compartment::new("bench").map_err(|e| format!("no compartment: {e}"))?;
+    let noop: extern "C" fn(i32) -> i32 = cd_noop_safe;
+    let has_floor = cofferdam::wrpkru_pair_call(noop, 0).is_some();
+    let (mut bare, mut floor, mut gate) = (vec![], vec![], vec![]);
+    for _ in 0..rounds {
+        bare.push(time_per_iter(iters, |i| {
+            black_box(black_box(noop)(i as i32));
+        }));
+        if has_floor {
+            floor.push(time_per_iter(iters, |i| {
+                black_box(cofferdam::wrpkru_pair_call(black_box(noop), i as i32));
+            }));
+        }
+        gate.push(time_per_iter(iters, |i| {
+            // SAFETY: cd_noop takes an int and returns an int.
+            let r: Result<i32, _> =
+                unsafe { c.call("cd_noop", black_box(cd_noop as *const ()), (i as i32,)) };
+            black_box(r.expect("cd_noop does not fault"));
+        }));
+    }
+    let bare = median(bare);
+    let gate = median(gate);
+    let floor = has_floor.then(|| median(floor));
+    Ok(json!({
+        "name": "null-call",
+        "backend": c.backend().name(),
+        "bare_ns": round2(bare),
+        "floor_ns": floor.map(round2),
+        "gate_ns": round2(gate),
+        "gate_over_floor": floor.map(|f| round2(gate / f)),
+        "gate_over_bare": round2(gate / bare),
+        "rounds": rounds,
+        "iterations_per_round": iters,
+        "note": if has_floor { Value::Null } else { json!("no MPK here: no WRPKRU floor; the gate runs without PKRU switches") },
+    }))
+}
+
+extern "C" fn cd_noop_safe(x: i32) -> i32 {
+    // SAFETY: cd_noop is a pure C function of one int.
+    unsafe { cd_noop(x) }
+}
+
+fn round2(x: f64) -> f64 {
+    (x * 100.0).round() / 100.0
+}
+
+/// A multi-threaded allocation-heavy workload: each thread keeps a window of
+/// live blocks of pseudo-random sizes (16 B – 4 KiB, a few up to 64 KiB) and
+/// replaces one per step. The same sequence runs against each allocator.
+fn alloc_workload(
+    threads: usize,
+    ops: u64,
+    alloc: fn(usize) -> *mut u8,
+    free: fn(*mut u8, usize),
+) -> f64 {
+    let t = Instant::now();
+    std::thread::scope(|s| {
+        for tid in 0..threads {
+            s.spawn(move || {
+                const WINDOW: usize = 512;
+                let mut live: Vec<(*mut u8, usize)> = vec![(std::ptr::null_mut(), 0); WINDOW];
+                let mut x = 0x9E37_79B9_7F4A_7C15u64 ^ tid as u64;
+                for i in 0..ops {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    let size = if x % 64 == 0 {
+                        4096 + (x >> 8) as usize % 61440
+                    } else {
+                        16 + (x >> 8) as usize % 4080
+                    };
+                    let slot = (i as usize) % WINDOW;
+                    let (old, old_size) = live[slot];
+                    if !old.is_null() {
+                        free(old, old_size);
+                    }
+                    let p = alloc(size);
+                    assert!(!p.is_null(), "allocation failed");
+                    // Touch the block as a program would.
+                    // SAFETY: p is a fresh block of `size` >= 16 bytes.
+                    unsafe {
+                        p.write(i as u8);
+                        p.add(size - 1).write(i as u8);
+                    }
+                    live[slot] = (p, size);
+                }
+                for (p, size) in live {
+                    if !p.is_null() {
+                        free(p, size);
+                    }
+                }
+            });
+        }
+    });
+    t.elapsed().as_nanos() as f64 / (threads as u64 * ops) as f64
+}
+
+fn glibc_alloc(size: usize) -> *mut u8 {
+    // SAFETY: malloc with a non-zero size.
+    unsafe { libc::malloc(size).cast() }
+}
+fn glibc_free(p: *mut u8, _: usize) {
+    // SAFETY: p came from glibc_alloc.
+    unsafe { libc::free(p.cast()) }
+}
+fn mimalloc_alloc(size: usize) -> *mut u8 {
+    // SAFETY: mi_malloc with a non-zero size.
+    unsafe { libmimalloc_sys::mi_malloc(size).cast() }
+}
+fn mimalloc_free(p: *mut u8, _: usize) {
+    // SAFETY: p came from mimalloc_alloc.
+    unsafe { libmimalloc_sys::mi_free(p.cast()) }
+}
+fn protected_alloc(size: usize) -> *mut u8 {
+    // SAFETY: a valid non-zero layout.
+    unsafe { ProtectedAlloc.alloc(Layout::from_size_align_unchecked(size, 8)) }
+}
+fn protected_free(p: *mut u8, size: usize) {
+    // SAFETY: p came from protected_alloc with this layout.
+    unsafe { ProtectedAlloc.dealloc(p, Layout::from_size_align_unchecked(size, 8)) }
+}
+
+fn alloc_mt(rounds: usize, threads: usize, ops: u64) -> Value {
+    let (mut g, mut m, mut p) = (vec![], vec![], vec![]);
+    for _ in 0..rounds {
+        g.push(alloc_workload(threads, ops, glibc_alloc, glibc_free));
+        m.push(alloc_workload(threads, ops, mimalloc_alloc, mimalloc_free));
+        p.push(alloc_workload(
+            threads,
+            ops,
+            protected_alloc,
+            protected_free,
+        ));
+    }
+    let (g, m, p) = (median(g), median(m), median(p));
+    json!({
+        "name": format!("alloc-mt-{threads}threads"),
+        "glibc_ns": round2(g),
+        "mimalloc_ns": round2(m),
+        "protected_ns": round2(p),
+        "protected_over_mimalloc": round2(p / m),
+        "protected_over_glibc": round2(p / g),
+        "heap_protected": cofferdam::info().heap_protected,
+        "rounds": rounds,
+        "ops_per_thread": ops,
+    })
+}
+
+pub fn run(json_out: bool, quick: bool) -> ExitCode {
+    let (rounds, iters, ops) = if quick {
+        (3, 200_000, 50_000)
+    } else {
+        (15, 2_000_000, 1_000_000)
+    };
+    let mut workloads = vec![];
+    match null_call(rounds, iters) {
+        Ok(v) => workloads.push(v),
+        Err(e) => {
+            eprintln!("cofferdam bench: {e}");
+            return ExitCode::from(2);
+        }
+    }
+    workloads.push(alloc_mt(rounds.min(7), 2, ops));
+    workloads.push(alloc_mt(rounds.min(7), 4, ops / 2));
+    let out = json!({ "workloads": workloads });
+    if json_out {
+        println!("{}", serde_json::to_string_pretty(&out).expect("json"));
+    } else {
+        for w in &workloads {
+            println!("{}", w["name"].as_str().unwrap_or("?"));
+            for (k, v) in w.as_object().expect("object") {
+                if k != "name" {
+                    println!("  {k:<24} {v}");
+                }
+            }
+        }
+    }
+    ExitCode::SUCCESS
+}

@@ -1,0 +1,105 @@
+//! `cofferdam`: run the attack demo, report protection, benchmark the gate,
+//! audit a crate's FFI exposure.
+
+mod bench;
+mod demo;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[global_allocator]
+static GLOBAL: cofferdam::ProtectedAlloc = cofferdam::ProtectedAlloc;
+
+#[derive(Parser)]
+#[command(
+    name = "cofferdam",
+    version,
+    about = "Call C from Rust without handing it your memory"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run every attack twice, unprotected and protected, and show what happened.
+    Demo {
+        /// Print a JSON array instead of a table.
+        #[arg(long)]
+        json: bool,
+        /// Run only the attacks whose name or class contains this text.
+        #[arg(long)]
+        only: Option<String>,
+    },
+    /// Say which backend is in force, whether the CPU and kernel support protection keys, and why.
+    Info {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Time the gate against a bare call and the bare WRPKRU pair, and the allocator against glibc and mimalloc.
+    Bench {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+        /// Fewer rounds (for smoke tests; figures are noisier).
+        #[arg(long)]
+        quick: bool,
+    },
+    /// Show where a crate and its dependencies hand Rust memory to foreign code.
+    Audit(cofferdam_audit::AuditArgs),
+    /// Internal: run one side of one attack (used by `demo`).
+    #[command(hide = true)]
+    AttackChild { name: String, mode: String },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Demo { json, only } => demo::run(json, only.as_deref()),
+        Command::Info { json } => info(json),
+        Command::Bench { json, quick } => bench::run(json, quick),
+        Command::Audit(args) => ExitCode::from(cofferdam_audit::run(&args).clamp(0, 255) as u8),
+        Command::AttackChild { name, mode } => {
+            let (Some(attack), Some(mode)) = (
+                cofferdam_attacks::find(&name),
+                cofferdam_attacks::Mode::parse(&mode),
+            ) else {
+                eprintln!("cofferdam attack-child: unknown attack `{name}` or mode `{mode}`");
+                return ExitCode::from(2);
+            };
+            cofferdam_attacks::child_main(attack, mode)
+        }
+    }
+}
+
+fn info(json: bool) -> ExitCode {
+    let i = cofferdam::info();
+    if json {
+        let v = serde_json::json!({
+            "backend": i.backend.name(),
+            "protects_memory": i.backend.protects_memory(),
+            "reason": i.reason,
+            "refused": i.refused,
+            "cpu_pku": i.cpu_pku,
+            "os_pke": i.os_pke,
+            "kernel_pkeys": i.kernel_pkeys,
+            "kernel_errno": i.kernel_errno,
+            "pkey": i.pkey,
+            "protected_alloc_active": i.protected_alloc_active,
+            "heap_protected": i.heap_protected,
+            "heap_reserved_bytes": i.heap_reserved,
+            "pkru": i.pkru,
+        });
+        println!("{}", serde_json::to_string_pretty(&v).expect("json"));
+    } else {
+        print!("{i}");
+    }
+    if i.refused.is_some() {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
+}

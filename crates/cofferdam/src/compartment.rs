@@ -1,0 +1,290 @@
+//! Compartments: a named foreign library (or part of one) behind the gate.
+
+use core::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use crate::backend::{self, Backend};
+use crate::error::{Access, Error, Fault, FaultKind};
+use crate::foreign::ForeignPtr;
+use crate::gate::{self, FaultRecord, GateFrame};
+
+/// A group of foreign functions that fail together: the first fault in any
+/// of them poisons the compartment, and later calls return
+/// [`Error::Poisoned`] without running foreign code.
+///
+/// Cloning gives another handle to the same compartment.
+#[derive(Clone, Debug)]
+pub struct Compartment {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    name: String,
+    backend: Backend,
+    poisoned: AtomicBool,
+}
+
+impl Compartment {
+    /// A new compartment. Fails if the requested protection cannot be given
+    /// ([`Error::Unavailable`]) or if [`crate::ProtectedAlloc`] is not the
+    /// global allocator while a protecting backend is in force
+    /// ([`Error::HeapNotProtected`]).
+    pub fn new(name: &str) -> Result<Compartment, Error> {
+        let rt = backend::runtime();
+        if let Some(reason) = rt.refused {
+            return Err(Error::Unavailable { reason });
+        }
+        if rt.backend != Backend::None {
+            let probe = Box::new(0u64);
+            if !crate::alloc::is_protected_region(&*probe as *const u64 as usize) {
+                return Err(Error::HeapNotProtected);
+            }
+        }
+        Ok(Compartment {
+            inner: Arc::new(Inner {
+                name: name.to_owned(),
+                backend: rt.backend,
+                poisoned: AtomicBool::new(false),
+            }),
+        })
+    }
+
+    /// The compartment's name.
+    pub fn name(&self) -> &str {
+        &self.inner.name
+    }
+
+    /// The backend its calls go through.
+    pub fn backend(&self) -> Backend {
+        self.inner.backend
+    }
+
+    /// Whether an earlier fault poisoned it.
+    pub fn is_poisoned(&self) -> bool {
+        self.inner.poisoned.load(Ordering::Acquire)
+    }
+
+    /// Calls foreign function `f` (named `function` in errors) with up to six
+    /// integer or pointer arguments, through the gate.
+    ///
+    /// # Safety
+    /// `f` must be the address of a function with the C ABI whose parameters
+    /// are integers or pointers matching `args` in number and width, and whose
+    /// return is an integer, a pointer or void matching `R`. Memory safety of
+    /// what the function does with its arguments is what the backend
+    /// provides (see the crate docs); the types of the arguments are the
+    /// caller's responsibility.
+    #[inline]
+    pub unsafe fn call<A: GateArgs, R: GateReturn>(
+        &self,
+        function: &'static str,
+        f: *const (),
+        args: A,
+    ) -> Result<R, Error> {
+        // SAFETY: forwarded contract.
+        let words = unsafe { self.call_words(function, f, args.into_words()) }?;
+        Ok(R::from_words(words[0], words[1]))
+    }
+
+    /// As [`Compartment::call`], with the arguments as six machine words and
+    /// the result as rax and rdx. The entry point generated wrappers use.
+    ///
+    /// # Safety
+    /// As for [`Compartment::call`].
+    #[inline]
+    pub unsafe fn call_words(
+        &self,
+        function: &'static str,
+        f: *const (),
+        args: [u64; 6],
+    ) -> Result<[u64; 2], Error> {
+        if self.is_poisoned() {
+            return Err(Error::Poisoned {
+                compartment: self.inner.name.clone(),
+            });
+        }
+        if self.inner.backend == Backend::None {
+            // SAFETY: forwarded contract.
+            return Ok(unsafe { call_direct(f, args) });
+        }
+        let mut frame = GateFrame::new(f as usize, args);
+        // SAFETY: the runtime is configured (Compartment::new ran it); the
+        // function's contract is the caller's.
+        if unsafe { gate::call(&mut frame) } {
+            Ok(frame.ret)
+        } else {
+            self.inner.poisoned.store(true, Ordering::Release);
+            Err(Error::Fault(self.fault(function, &frame.fault)))
+        }
+    }
+
+    #[cold]
+    fn fault(&self, function: &'static str, r: &FaultRecord) -> Fault {
+        let kind = match (r.signal, r.si_code) {
+            (libc::SIGBUS, _) => FaultKind::Bus,
+            (_, crate::fault::SEGV_PKUERR) => FaultKind::ProtectionKey,
+            (_, SEGV_MAPERR) => FaultKind::Unmapped,
+            (_, SEGV_ACCERR) => FaultKind::AccessRights,
+            (_, c) => FaultKind::Other(c),
+        };
+        let access = if r.signal == libc::SIGBUS {
+            Access::Unknown
+        } else if r.err & 0x10 != 0 {
+            Access::Execute
+        } else if r.err & 0x2 != 0 {
+            Access::Write
+        } else {
+            Access::Read
+        };
+        Fault {
+            compartment: self.inner.name.clone(),
+            function,
+            kind,
+            access,
+            address: r.address,
+            ip: r.ip,
+            pkey: (r.pkey >= 0).then_some(r.pkey as u32),
+        }
+    }
+}
+
+/// `si_code`s of SIGSEGV (`<asm-generic/siginfo.h>`).
+const SEGV_MAPERR: i32 = 1;
+const SEGV_ACCERR: i32 = 2;
+
+/// Two machine words returned in rax and rdx.
+#[repr(C)]
+struct Pair(u64, u64);
+
+/// The `none` backend: a plain call.
+///
+/// # Safety
+/// As for [`Compartment::call`].
+#[inline]
+unsafe fn call_direct(f: *const (), a: [u64; 6]) -> [u64; 2] {
+    // SAFETY: the caller vouches that `f` takes up to six integer/pointer
+    // arguments; passing extra argument registers to a function with fewer
+    // parameters is harmless in the System V ABI, and a 16-byte INTEGER-class
+    // struct is returned in rax:rdx, which covers every integer, pointer and
+    // void return.
+    let r = unsafe {
+        let f: extern "C" fn(u64, u64, u64, u64, u64, u64) -> Pair = core::mem::transmute(f);
+        f(a[0], a[1], a[2], a[3], a[4], a[5])
+    };
+    [r.0, r.1]
+}
+
+/// A value that travels in one integer register.
+pub trait GateArg {
+    /// The register's content.
+    fn into_word(self) -> u64;
+}
+
+macro_rules! arg_int {
+    ($($t:ty),*) => { $(
+        impl GateArg for $t {
+            #[inline]
+            fn into_word(self) -> u64 { self as u64 }
+        }
+    )* };
+}
+arg_int!(u8, u16, u32, u64, usize, i8, i16, i32, i64, isize);
+
+impl GateArg for bool {
+    #[inline]
+    fn into_word(self) -> u64 {
+        self as u64
+    }
+}
+impl<T> GateArg for *const T {
+    #[inline]
+    fn into_word(self) -> u64 {
+        self as usize as u64
+    }
+}
+impl<T> GateArg for *mut T {
+    #[inline]
+    fn into_word(self) -> u64 {
+        self as usize as u64
+    }
+}
+impl<T> GateArg for ForeignPtr<T> {
+    #[inline]
+    fn into_word(self) -> u64 {
+        self.addr() as u64
+    }
+}
+
+/// Up to six [`GateArg`]s.
+pub trait GateArgs {
+    /// The six argument registers (unused ones are zero).
+    fn into_words(self) -> [u64; 6];
+}
+
+impl GateArgs for () {
+    #[inline]
+    fn into_words(self) -> [u64; 6] {
+        [0; 6]
+    }
+}
+
+macro_rules! args_tuple {
+    ($($name:ident : $idx:tt),+) => {
+        impl<$($name: GateArg),+> GateArgs for ($($name,)+) {
+            #[inline]
+            fn into_words(self) -> [u64; 6] {
+                let mut w = [0u64; 6];
+                $( w[$idx] = self.$idx.into_word(); )+
+                w
+            }
+        }
+    };
+}
+args_tuple!(A: 0);
+args_tuple!(A: 0, B: 1);
+args_tuple!(A: 0, B: 1, C: 2);
+args_tuple!(A: 0, B: 1, C: 2, D: 3);
+args_tuple!(A: 0, B: 1, C: 2, D: 3, E: 4);
+args_tuple!(A: 0, B: 1, C: 2, D: 3, E: 4, F: 5);
+
+/// A return value carried in rax (and rdx).
+pub trait GateReturn {
+    /// Builds the value from the registers.
+    fn from_words(rax: u64, rdx: u64) -> Self;
+}
+
+impl GateReturn for () {
+    #[inline]
+    fn from_words(_: u64, _: u64) -> Self {}
+}
+
+macro_rules! ret_int {
+    ($($t:ty),*) => { $(
+        impl GateReturn for $t {
+            /// Only the low bits are defined by the ABI; they are kept.
+            #[inline]
+            fn from_words(rax: u64, _: u64) -> Self { rax as $t }
+        }
+    )* };
+}
+ret_int!(u8, u16, u32, u64, usize, i8, i16, i32, i64, isize);
+
+impl<T> GateReturn for *mut T {
+    #[inline]
+    fn from_words(rax: u64, _: u64) -> Self {
+        rax as usize as *mut T
+    }
+}
+impl<T> GateReturn for *const T {
+    #[inline]
+    fn from_words(rax: u64, _: u64) -> Self {
+        rax as usize as *const T
+    }
+}
+impl<T> GateReturn for ForeignPtr<T> {
+    #[inline]
+    fn from_words(rax: u64, _: u64) -> Self {
+        ForeignPtr::from_addr(rax as usize)
+    }
+}

@@ -1,0 +1,135 @@
+//! Errors of calls through a compartment.
+
+use core::fmt;
+
+/// What kind of fault ended a foreign call.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum FaultKind {
+    /// The access hit memory whose protection key the foreign code has no
+    /// rights to: Rust's protected memory (`SEGV_PKUERR`).
+    ProtectionKey,
+    /// Nothing is mapped at the address (`SEGV_MAPERR`).
+    Unmapped,
+    /// The page's permissions forbid the access (`SEGV_ACCERR`).
+    AccessRights,
+    /// A bus error (SIGBUS), e.g. a truncated file mapping.
+    Bus,
+    /// Another SIGSEGV code.
+    Other(i32),
+}
+
+impl FaultKind {
+    /// A short lower-case name (`pkey`, `unmapped`, `access`, `bus`, `other`).
+    pub fn name(self) -> &'static str {
+        match self {
+            FaultKind::ProtectionKey => "pkey",
+            FaultKind::Unmapped => "unmapped",
+            FaultKind::AccessRights => "access",
+            FaultKind::Bus => "bus",
+            FaultKind::Other(_) => "other",
+        }
+    }
+}
+
+/// Whether the faulting access was a read, a write or an instruction fetch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Access {
+    /// A load.
+    Read,
+    /// A store.
+    Write,
+    /// An instruction fetch.
+    Execute,
+    /// The CPU did not say (SIGBUS).
+    Unknown,
+}
+
+impl Access {
+    /// `read`, `write`, `execute` or `unknown`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Access::Read => "read",
+            Access::Write => "write",
+            Access::Execute => "execute",
+            Access::Unknown => "unknown",
+        }
+    }
+}
+
+/// A fault raised by foreign code during a call, contained by the gate.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Fault {
+    /// The compartment whose function faulted.
+    pub compartment: String,
+    /// The foreign function that was called.
+    pub function: &'static str,
+    /// What went wrong.
+    pub kind: FaultKind,
+    /// Read, write or execute.
+    pub access: Access,
+    /// The address that was accessed.
+    pub address: usize,
+    /// The instruction that faulted.
+    pub ip: usize,
+    /// The protection key the kernel reported, for [`FaultKind::ProtectionKey`].
+    pub pkey: Option<u32>,
+}
+
+impl fmt::Display for Fault {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "foreign function `{}` in compartment `{}` faulted: {} of {:#x} ({}",
+            self.function,
+            self.compartment,
+            self.access.name(),
+            self.address,
+            self.kind.name()
+        )?;
+        if let Some(k) = self.pkey {
+            write!(f, ", protection key {k}")?;
+        }
+        write!(f, ", at ip {:#x})", self.ip)
+    }
+}
+
+/// Why a call through a compartment did not return a value.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Error {
+    /// The foreign function faulted; the compartment is now poisoned.
+    Fault(Fault),
+    /// An earlier call faulted: the compartment's state can no longer be
+    /// trusted, so it refuses further calls.
+    Poisoned {
+        /// The compartment's name.
+        compartment: String,
+    },
+    /// The protection that was asked for cannot be given here (for example
+    /// `COFFERDAM_BACKEND=mpk` on a CPU without protection keys). Cofferdam
+    /// never silently falls back to less protection.
+    Unavailable {
+        /// Why.
+        reason: &'static str,
+    },
+    /// [`crate::ProtectedAlloc`] is not the program's global allocator, so the
+    /// Rust heap is not in the protected domain.
+    HeapNotProtected,
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Fault(fault) => fault.fmt(f),
+            Error::Poisoned { compartment } => {
+                write!(f, "compartment `{compartment}` is poisoned by an earlier fault and refuses calls")
+            }
+            Error::Unavailable { reason } => write!(f, "protection unavailable: {reason}"),
+            Error::HeapNotProtected => f.write_str(
+                "the Rust heap is not protected: add `#[global_allocator] static A: cofferdam::ProtectedAlloc = cofferdam::ProtectedAlloc;`",
+            ),
+        }
+    }
+}
+
+impl std::error::Error for Error {}

@@ -1,0 +1,147 @@
+//! Faults in foreign code become errors; every other signal keeps working.
+//!
+//! Cofferdam's handler (`gate::cofferdam_signal_entry`, then
+//! [`cofferdam_signal_dispatch`]) sits in front of SIGSEGV and SIGBUS, and in
+//! front of every handler that trusted code installs for another signal.
+//!
+//! * A SIGSEGV or SIGBUS raised while this thread is inside a gate call, by
+//!   code running without P's rights (that is, foreign code), is recorded in
+//!   the call's frame; the handler then rewrites the interrupted context so
+//!   that returning from the handler lands on the gate's landing pad, on the
+//!   stack the gate saved, with the trusted PKRU restored by `rt_sigreturn`.
+//!   No `longjmp`: the kernel does the switch.
+//! * Every other fault goes to the handler that was installed before, with
+//!   P's rights, so Rust's own stack-overflow report still appears; if that
+//!   was the default action, the default is put back and the faulting
+//!   instruction runs again and kills the process as it would have.
+//! * The kernel enters every signal handler with its default PKRU, which
+//!   denies P. A handler that touches the heap (a `signal-hook` flag behind an
+//!   `Arc`, a handler reading a `Box`) would fault. Cofferdam therefore
+//!   interposes `sigaction` and `signal` (see `signals.rs`): handlers
+//!   installed by trusted code, before or after Cofferdam started, are entered
+//!   through the trampoline, which takes P's rights first.
+
+mod signals;
+
+use core::ffi::c_void;
+
+pub(crate) use signals::install;
+pub use signals::is_wrapped;
+
+use crate::gate::{self, FaultRecord};
+
+/// Called by `cofferdam_signal_entry` with P's rights already taken.
+pub(crate) extern "C" fn cofferdam_signal_dispatch(
+    sig: i32,
+    info: *mut libc::siginfo_t,
+    ctx: *mut c_void,
+) {
+    if (sig == libc::SIGSEGV || sig == libc::SIGBUS)
+        // SAFETY: the kernel passes a valid siginfo and ucontext to an
+        // SA_SIGINFO handler.
+        && unsafe { recover(sig, info, ctx) }
+    {
+        return;
+    }
+    // SAFETY: forwarded from the kernel, as above.
+    unsafe { signals::forward(sig, info, ctx) };
+}
+
+/// `XSTATE_BV`, the XSAVE header's bitmap of components present, is at byte
+/// 512 of the XSAVE area; PKRU is component 9.
+const XSTATE_BV_OFFSET: usize = 512;
+const XFEATURE_PKRU: u64 = 1 << 9;
+/// `fpstate->sw_reserved` (bytes 464..512) starts with this magic when the
+/// frame carries an XSAVE area.
+const FP_XSTATE_MAGIC1: u32 = 0x4650_5853;
+
+/// Where PKRU sits in this signal frame, if the frame has an XSAVE area that
+/// holds it.
+///
+/// # Safety
+/// `uc` is the ucontext the kernel passed to the handler.
+unsafe fn pkru_slot(uc: *mut libc::ucontext_t, offset: u32) -> Option<(*mut u8, *mut u64)> {
+    // SAFETY: the kernel fills uc_mcontext.fpregs with a pointer into the
+    // signal frame (or null); the checks below stay inside its sizes.
+    unsafe {
+        let fp = (*uc).uc_mcontext.fpregs as *mut u8;
+        if fp.is_null() || offset == 0 {
+            return None;
+        }
+        let magic1 = (fp.add(464) as *const u32).read_unaligned();
+        let xstate_size = (fp.add(464 + 16) as *const u32).read_unaligned();
+        if magic1 != FP_XSTATE_MAGIC1 || (xstate_size as usize) < offset as usize + 4 {
+            return None;
+        }
+        Some((
+            fp.add(offset as usize),
+            fp.add(XSTATE_BV_OFFSET) as *mut u64,
+        ))
+    }
+}
+
+/// If the fault belongs to a gate call on this thread, charge it to that call
+/// and arrange the return to the landing pad. Returns whether it did.
+///
+/// # Safety
+/// `info` and `ctx` are what the kernel passed to an SA_SIGINFO handler.
+unsafe fn recover(sig: i32, info: *mut libc::siginfo_t, ctx: *mut c_void) -> bool {
+    let frame = gate::current_frame();
+    if frame.is_null() {
+        return false;
+    }
+    let cfg = gate::config::get();
+    let uc = ctx as *mut libc::ucontext_t;
+    if cfg.deny_mask != 0 {
+        // SAFETY: uc comes from the kernel.
+        let Some((pkru, bv)) = (unsafe { pkru_slot(uc, cfg.pkru_xsave_offset) }) else {
+            return false;
+        };
+        // SAFETY: both pointers lie inside the signal frame's XSAVE area
+        // (checked against its size by pkru_slot).
+        let at_fault = unsafe {
+            if bv.read_unaligned() & XFEATURE_PKRU != 0 {
+                (pkru as *const u32).read_unaligned()
+            } else {
+                0
+            }
+        };
+        // Trusted code (the gate after taking rights back, or a handler that
+        // interrupted foreign code) runs with P allowed: its faults are not
+        // foreign faults and are never swallowed.
+        if at_fault & cfg.deny_mask != cfg.deny_mask {
+            return false;
+        }
+        // SAFETY: frame is this thread's innermost live gate frame (CURRENT
+        // is only set while `gate::call` runs); the slot is in the XSAVE area.
+        unsafe {
+            (pkru as *mut u32).write_unaligned((*frame).trusted_pkru);
+            bv.write_unaligned(bv.read_unaligned() | XFEATURE_PKRU);
+        }
+    }
+    // SAFETY: info/uc from the kernel; frame as above. si_pkey is at byte 32
+    // of siginfo for SEGV_PKUERR (after si_addr and si_addr_lsb).
+    unsafe {
+        let code = (*info).si_code;
+        let pkey = if sig == libc::SIGSEGV && code == SEGV_PKUERR {
+            ((info as *const u8).add(32) as *const u32).read_unaligned() as i32
+        } else {
+            -1
+        };
+        let g = &mut (*uc).uc_mcontext.gregs;
+        (*frame).fault = FaultRecord {
+            signal: sig,
+            si_code: code,
+            address: (*info).si_addr() as usize,
+            ip: g[libc::REG_RIP as usize] as usize,
+            err: g[libc::REG_ERR as usize] as u64,
+            pkey,
+        };
+        g[libc::REG_RIP as usize] = gate::cofferdam_gate_landing as *const () as usize as i64;
+        g[libc::REG_RSP as usize] = (*frame).saved_rsp as i64;
+    }
+    true
+}
+
+/// `si_code` for a protection-key violation.
+pub(crate) const SEGV_PKUERR: i32 = 4;

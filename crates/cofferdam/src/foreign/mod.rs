@@ -1,0 +1,364 @@
+//! Foreign memory: what C may read, write and free.
+//!
+//! [`ForeignBox`] and [`ForeignVec`] are allocated with the C library's
+//! `malloc` (never from [`crate::ProtectedAlloc`]'s region), so C may use them
+//! and even `free` them. Rust writes into them through safe methods. What Rust
+//! reads back is untrusted, because foreign code may change it at any time,
+//! from any thread: reads are copies (no `&T` into foreign memory is ever
+//! handed out), bounds-checked, and only of [`Pod`] types, for which every bit
+//! pattern is a valid value.
+
+use core::ffi::c_void;
+use core::fmt;
+use core::marker::PhantomData;
+use core::mem::{align_of, size_of};
+use core::ptr::{self, NonNull};
+
+/// Plain old data: `Copy`, no padding-sensitive invariants, and *every* bit
+/// pattern of `size_of::<T>()` bytes is a valid `T`. Only such types can be
+/// read back from memory foreign code controls.
+///
+/// # Safety
+/// Implement it only for types for which any byte content is a valid value
+/// (integers, floats, arrays and `#[repr(C)]` structs of those). Not for
+/// `bool`, `char`, enums, references or anything with a niche.
+pub unsafe trait Pod: Copy + 'static {}
+
+macro_rules! pod {
+    ($($t:ty),*) => { $(
+        // SAFETY: every bit pattern is a valid value of this primitive.
+        unsafe impl Pod for $t {}
+    )* };
+}
+pod!(u8, u16, u32, u64, u128, usize, i8, i16, i32, i64, i128, isize, f32, f64);
+// SAFETY: an array of Pod has no padding between elements and every bit
+// pattern of each element is valid.
+unsafe impl<T: Pod, const N: usize> Pod for [T; N] {}
+
+/// A pointer into foreign memory, as C gave it or as a foreign allocation
+/// exposes it. It cannot be dereferenced from Rust; it can be passed to a
+/// foreign function, compared, or adopted by [`ForeignBox::from_foreign`].
+pub struct ForeignPtr<T> {
+    addr: usize,
+    _t: PhantomData<*mut T>,
+}
+
+impl<T> ForeignPtr<T> {
+    /// A null foreign pointer.
+    pub const fn null() -> Self {
+        ForeignPtr {
+            addr: 0,
+            _t: PhantomData,
+        }
+    }
+    /// Wraps an address that foreign code returned. Nothing is claimed about
+    /// it: it is not dereferenced by Rust.
+    pub const fn from_addr(addr: usize) -> Self {
+        ForeignPtr {
+            addr,
+            _t: PhantomData,
+        }
+    }
+    /// The address.
+    pub fn addr(self) -> usize {
+        self.addr
+    }
+    /// Whether it is null.
+    pub fn is_null(self) -> bool {
+        self.addr == 0
+    }
+    /// As a raw pointer, for passing to foreign code.
+    pub fn as_raw(self) -> *mut T {
+        self.addr as *mut T
+    }
+}
+
+impl<T> Clone for ForeignPtr<T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<T> Copy for ForeignPtr<T> {}
+impl<T> PartialEq for ForeignPtr<T> {
+    fn eq(&self, o: &Self) -> bool {
+        self.addr == o.addr
+    }
+}
+impl<T> Eq for ForeignPtr<T> {}
+impl<T> fmt::Debug for ForeignPtr<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ForeignPtr({:#x})", self.addr)
+    }
+}
+
+/// The C library's allocator could not satisfy a request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ForeignAllocError {
+    /// Bytes requested.
+    pub bytes: usize,
+}
+
+impl fmt::Display for ForeignAllocError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "the C library's malloc could not allocate {} bytes",
+            self.bytes
+        )
+    }
+}
+impl std::error::Error for ForeignAllocError {}
+
+/// An index outside a foreign buffer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct OutOfBounds {
+    /// The first index asked for.
+    pub index: usize,
+    /// How many elements were asked for.
+    pub count: usize,
+    /// The buffer's length.
+    pub len: usize,
+}
+
+impl fmt::Display for OutOfBounds {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "elements {}..{} are outside a foreign buffer of {}",
+            self.index,
+            self.index + self.count,
+            self.len
+        )
+    }
+}
+impl std::error::Error for OutOfBounds {}
+
+/// `calloc`s `n` elements of `T` with C's allocator, aligned for `T`.
+fn c_alloc<T>(n: usize) -> Result<NonNull<T>, ForeignAllocError> {
+    let bytes = n
+        .checked_mul(size_of::<T>())
+        .ok_or(ForeignAllocError { bytes: usize::MAX })?
+        .max(1);
+    let p = if align_of::<T>() <= 16 {
+        // SAFETY: calloc with a non-zero size; glibc aligns to 16.
+        unsafe { libc::calloc(1, bytes) }
+    } else {
+        let mut p: *mut c_void = ptr::null_mut();
+        // SAFETY: valid out-pointer; the alignment is a power of two and a
+        // multiple of the pointer size.
+        if unsafe { libc::posix_memalign(&mut p, align_of::<T>(), bytes) } != 0 {
+            ptr::null_mut()
+        } else {
+            // SAFETY: p holds `bytes` bytes.
+            unsafe { ptr::write_bytes(p.cast::<u8>(), 0, bytes) };
+            p
+        }
+    };
+    debug_assert!(p.is_null() || !crate::alloc::is_protected_region(p as usize));
+    NonNull::new(p.cast()).ok_or(ForeignAllocError { bytes })
+}
+
+/// One `T` in foreign memory, owned by Rust until given away.
+pub struct ForeignBox<T: Pod> {
+    ptr: NonNull<T>,
+}
+
+// SAFETY: the box owns its allocation; T is Pod (no thread-affine state), and
+// all access is by copy through volatile reads and writes.
+unsafe impl<T: Pod + Send> Send for ForeignBox<T> {}
+// SAFETY: as above; `&ForeignBox` only allows copies and volatile writes.
+unsafe impl<T: Pod + Sync> Sync for ForeignBox<T> {}
+
+impl<T: Pod> ForeignBox<T> {
+    /// Allocates a `T` with C's `malloc` and writes `value` into it.
+    pub fn new(value: T) -> Result<Self, ForeignAllocError> {
+        let ptr = c_alloc::<T>(1)?;
+        // SAFETY: freshly allocated, aligned, sized for one T.
+        unsafe { ptr.as_ptr().write_volatile(value) };
+        Ok(ForeignBox { ptr })
+    }
+    /// Allocates a zero-filled `T`.
+    pub fn zeroed() -> Result<Self, ForeignAllocError> {
+        Ok(ForeignBox {
+            ptr: c_alloc::<T>(1)?,
+        })
+    }
+    /// A copy of the current value (which foreign code may have changed).
+    pub fn get(&self) -> T {
+        // SAFETY: the allocation is live and aligned; T is Pod, so whatever
+        // bytes foreign code left there form a valid T.
+        unsafe { self.ptr.as_ptr().read_volatile() }
+    }
+    /// Writes a new value.
+    pub fn set(&self, value: T) {
+        // SAFETY: live, aligned allocation of one T.
+        unsafe { self.ptr.as_ptr().write_volatile(value) }
+    }
+    /// The pointer to pass to foreign code.
+    pub fn as_foreign_ptr(&self) -> ForeignPtr<T> {
+        ForeignPtr::from_addr(self.ptr.as_ptr() as usize)
+    }
+    /// Gives the allocation to foreign code, which must `free` it.
+    pub fn into_foreign(self) -> ForeignPtr<T> {
+        let p = self.as_foreign_ptr();
+        core::mem::forget(self);
+        p
+    }
+    /// Takes ownership of a block foreign code allocated with `malloc`.
+    ///
+    /// # Safety
+    /// `p` must be non-null, aligned for `T`, point to at least
+    /// `size_of::<T>()` bytes obtained from C's `malloc`, and no one else may
+    /// free it.
+    pub unsafe fn from_foreign(p: ForeignPtr<T>) -> Self {
+        ForeignBox {
+            ptr: NonNull::new(p.as_raw()).expect("ForeignBox::from_foreign: null pointer"),
+        }
+    }
+}
+
+impl<T: Pod> Drop for ForeignBox<T> {
+    fn drop(&mut self) {
+        // SAFETY: allocated by C's malloc, owned by this box.
+        unsafe { libc::free(self.ptr.as_ptr().cast()) }
+    }
+}
+
+impl<T: Pod + fmt::Debug> fmt::Debug for ForeignBox<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("ForeignBox").field(&self.get()).finish()
+    }
+}
+
+/// A fixed-length array of `T` in foreign memory.
+pub struct ForeignVec<T: Pod> {
+    ptr: NonNull<T>,
+    len: usize,
+}
+
+/// A byte buffer in foreign memory.
+pub type ForeignBuf = ForeignVec<u8>;
+
+// SAFETY: as for ForeignBox.
+unsafe impl<T: Pod + Send> Send for ForeignVec<T> {}
+// SAFETY: as for ForeignBox.
+unsafe impl<T: Pod + Sync> Sync for ForeignVec<T> {}
+
+impl<T: Pod> ForeignVec<T> {
+    /// `len` zero-filled elements.
+    pub fn zeroed(len: usize) -> Result<Self, ForeignAllocError> {
+        Ok(ForeignVec {
+            ptr: c_alloc::<T>(len)?,
+            len,
+        })
+    }
+    /// A copy of `data` in foreign memory.
+    pub fn from_slice(data: &[T]) -> Result<Self, ForeignAllocError> {
+        let v = Self::zeroed(data.len())?;
+        v.write(0, data).expect("length matches");
+        Ok(v)
+    }
+    /// Number of elements.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+    /// Whether it has no elements.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+    fn check(&self, index: usize, count: usize) -> Result<(), OutOfBounds> {
+        match index.checked_add(count) {
+            Some(end) if end <= self.len => Ok(()),
+            _ => Err(OutOfBounds {
+                index,
+                count,
+                len: self.len,
+            }),
+        }
+    }
+    /// A copy of element `index`, or `None` past the end.
+    pub fn get(&self, index: usize) -> Option<T> {
+        self.check(index, 1).ok()?;
+        // SAFETY: index < len; T is Pod, so any content is a valid T.
+        Some(unsafe { self.ptr.as_ptr().add(index).read_volatile() })
+    }
+    /// Writes element `index`.
+    pub fn set(&self, index: usize, value: T) -> Result<(), OutOfBounds> {
+        self.check(index, 1)?;
+        // SAFETY: index < len.
+        unsafe { self.ptr.as_ptr().add(index).write_volatile(value) };
+        Ok(())
+    }
+    /// Copies `data` in, starting at element `index`.
+    pub fn write(&self, index: usize, data: &[T]) -> Result<(), OutOfBounds> {
+        self.check(index, data.len())?;
+        for (i, v) in data.iter().enumerate() {
+            // SAFETY: index + i < len (checked above).
+            unsafe { self.ptr.as_ptr().add(index + i).write_volatile(*v) };
+        }
+        Ok(())
+    }
+    /// Copies `out.len()` elements out, starting at element `index`.
+    pub fn read(&self, index: usize, out: &mut [T]) -> Result<(), OutOfBounds> {
+        self.check(index, out.len())?;
+        for (i, slot) in out.iter_mut().enumerate() {
+            // SAFETY: index + i < len; T is Pod.
+            *slot = unsafe { self.ptr.as_ptr().add(index + i).read_volatile() };
+        }
+        Ok(())
+    }
+    /// A copy of the whole buffer.
+    pub fn to_vec(&self) -> Vec<T> {
+        let mut v = Vec::with_capacity(self.len);
+        for i in 0..self.len {
+            // SAFETY: i < len; T is Pod.
+            v.push(unsafe { self.ptr.as_ptr().add(i).read_volatile() });
+        }
+        v
+    }
+    /// Fills every element with `value`.
+    pub fn fill(&self, value: T) {
+        for i in 0..self.len {
+            // SAFETY: i < len.
+            unsafe { self.ptr.as_ptr().add(i).write_volatile(value) };
+        }
+    }
+    /// The pointer to pass to foreign code.
+    pub fn as_foreign_ptr(&self) -> ForeignPtr<T> {
+        ForeignPtr::from_addr(self.ptr.as_ptr() as usize)
+    }
+}
+
+impl ForeignVec<u8> {
+    /// A NUL-terminated copy of `s` (for C functions taking `const char*`).
+    pub fn from_str_nul(s: &str) -> Result<Self, ForeignAllocError> {
+        let v = Self::zeroed(s.len() + 1)?;
+        v.write(0, s.as_bytes()).expect("length fits");
+        Ok(v)
+    }
+    /// The bytes before the first NUL (or the whole buffer if there is none),
+    /// copied out.
+    pub fn to_bytes_until_nul(&self) -> Vec<u8> {
+        let mut out = self.to_vec();
+        if let Some(n) = out.iter().position(|&b| b == 0) {
+            out.truncate(n);
+        }
+        out
+    }
+}
+
+impl<T: Pod> Drop for ForeignVec<T> {
+    fn drop(&mut self) {
+        // SAFETY: allocated by C's calloc/posix_memalign, owned by this value.
+        unsafe { libc::free(self.ptr.as_ptr().cast()) }
+    }
+}
+
+impl<T: Pod + fmt::Debug> fmt::Debug for ForeignVec<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ForeignVec")
+            .field("len", &self.len)
+            .field("ptr", &self.ptr)
+            .finish()
+    }
+}

@@ -1,0 +1,243 @@
+//! The trampolines, in assembly (Intel syntax, System V x86_64).
+//!
+//! ```text
+//!  cofferdam_gate_call(frame)              Rust stack while foreign code runs
+//!  ─────────────────────────              ┌──────────────────────────────┐ high
+//!   push rbp, rbx, r12..r15, frame  ────▶ │ return address into Rust     │
+//!   frame.saved_rsp = rsp                 │ rbp rbx r12 r13 r14 r15      │
+//!   PKRU |= deny_mask   (WRPKRU)          │ frame pointer      ◀─ saved_rsp (16-aligned)
+//!   check PKRU denies P else ud2          ├──────────────────────────────┤
+//!   call frame.func(args…)  ────────────▶ │ foreign frames …             │ low
+//!   PKRU &= ~deny_mask  (WRPKRU)          └──────────────────────────────┘
+//!   check PKRU allows P else ud2
+//!   pop frame, store rax/rdx, status = 0, pop registers, ret
+//!
+//!  fault inside the call: the signal handler sets rip = cofferdam_gate_landing,
+//!  rsp = frame.saved_rsp and PKRU (in the signal frame) = frame.trusted_pkru;
+//!  the landing pad checks PKRU, sets status = 1 and returns as above.
+//! ```
+//!
+//! ERIM's discipline: every WRPKRU is followed by a check, against the
+//! read-only configuration page, that the value written is the one this
+//! trampoline means at that point. A jump straight onto a WRPKRU with a value
+//! of the attacker's choosing therefore either fails the check (`ud2`, the
+//! process dies) or writes what the gate would have written anyway.
+//!
+//! Limits until stacks are isolated (a later capability): the saved registers
+//! and return address above live on the Rust stack, which foreign code can
+//! still write; a corrupted stack defeats the return path.
+//!
+//! When the configuration's deny mask is 0 (no MPK), the PKRU steps are
+//! skipped: WRPKRU would fault where the OS has not enabled protection keys.
+
+use super::config::CONFIG;
+
+extern "C" {
+    /// Landing pad for fault recovery; never called, only resumed at.
+    pub(crate) fn cofferdam_gate_landing();
+    /// Entry of every signal handler Cofferdam installs (`sa_sigaction`):
+    /// takes P's rights, calls `cofferdam_signal_dispatch(sig, info, ctx)`,
+    /// drops them again before returning to the kernel's restorer.
+    pub(crate) fn cofferdam_signal_entry(
+        sig: i32,
+        info: *mut libc::siginfo_t,
+        ctx: *mut core::ffi::c_void,
+    );
+    /// The benchmark floor: `f(x)` between two bare WRPKRUs.
+    pub(crate) fn cofferdam_wrpkru_pair_call(f: extern "C" fn(i32) -> i32, x: i32) -> i32;
+}
+
+core::arch::global_asm!(
+    // ───────────────────────── cofferdam_gate_call ─────────────────────────
+    // void cofferdam_gate_call(GateFrame *frame /* rdi */)
+    ".globl cofferdam_gate_call",
+    ".type cofferdam_gate_call,@function",
+    ".p2align 4",
+    "cofferdam_gate_call:",
+    ".cfi_startproc",
+    // On entry rsp ≡ 8 (mod 16): the call pushed the return address.
+    "    push rbp",
+    ".cfi_def_cfa_offset 16",
+    ".cfi_offset rbp, -16",
+    "    mov rbp, rsp",
+    ".cfi_def_cfa_register rbp",
+    "    push rbx",
+    "    push r12",
+    "    push r13",
+    "    push r14",
+    "    push r15",
+    // The frame pointer goes on the stack too: foreign code may break the ABI
+    // and clobber callee-saved registers, so nothing is kept in them.
+    "    push rdi",
+    // Seven pushes after the return address: rsp ≡ 0 (mod 16), as a call needs.
+    "    mov qword ptr [rdi + 56], rsp",          // frame.saved_rsp: where a fault resumes
+    "    mov r11d, dword ptr [rip + {cfg}]",      // deny mask of P (0: no MPK)
+    "    test r11d, r11d",
+    "    jz 2f",
+    "    xor ecx, ecx",
+    "    rdpkru",                                 // eax = PKRU (trusted), edx = 0
+    "    mov dword ptr [rdi + 64], eax",          // frame.trusted_pkru
+    "    or eax, r11d",                           // deny P
+    "    xor ecx, ecx",
+    "    xor edx, edx",
+    "    wrpkru",                                 // ── rights on P dropped ──
+    // Check the value written, against the mask re-read from the read-only
+    // page (a jump to the WRPKRU above with another eax ends here).
+    "    mov r10d, dword ptr [rip + {cfg}]",
+    "    mov r11d, eax",
+    "    and r11d, r10d",
+    "    cmp r11d, r10d",
+    "    jne 9f",
+    "2:",
+    "    mov rax, qword ptr [rdi]",               // the foreign function
+    "    mov rsi, qword ptr [rdi + 16]",          // arguments 2..6
+    "    mov rdx, qword ptr [rdi + 24]",
+    "    mov rcx, qword ptr [rdi + 32]",
+    "    mov r8,  qword ptr [rdi + 40]",
+    "    mov r9,  qword ptr [rdi + 48]",
+    "    mov rdi, qword ptr [rdi + 8]",           // argument 1 last: rdi held the frame
+    "    cld",                                    // the ABI wants DF clear at a call
+    "    call rax",
+    // Back from foreign code: rax/rdx hold its return value; keep them in
+    // caller-saved registers the PKRU dance does not touch.
+    "    mov r8, rax",
+    "    mov r9, rdx",
+    "    mov r11d, dword ptr [rip + {cfg}]",
+    "    test r11d, r11d",
+    "    jz 3f",
+    "    xor ecx, ecx",
+    "    rdpkru",                                 // eax = PKRU as foreign code left it
+    "    not r11d",
+    "    and eax, r11d",                          // allow P, keep every other key as it was
+    "    xor ecx, ecx",
+    "    xor edx, edx",
+    "    wrpkru",                                 // ── rights on P taken back ──
+    "    test eax, dword ptr [rip + {cfg}]",      // the value written must allow P
+    "    jnz 9f",
+    "3:",
+    "    pop rdi",                                // frame
+    "    mov qword ptr [rdi + 72], r8",           // frame.ret[0] = rax
+    "    mov qword ptr [rdi + 80], r9",           // frame.ret[1] = rdx
+    "    mov dword ptr [rdi + 68], 0",            // frame.status = returned
+    "    pop r15",
+    "    pop r14",
+    "    pop r13",
+    "    pop r12",
+    "    pop rbx",
+    "    pop rbp",
+    ".cfi_def_cfa rsp, 8",
+    "    ret",
+    "9:",
+    // A WRPKRU wrote a value this gate did not mean: stop the process here,
+    // with the rights in whatever state the attacker left them.
+    "    ud2",
+    ".cfi_endproc",
+    ".size cofferdam_gate_call, .-cofferdam_gate_call",
+    "",
+    // ─────────────────────── cofferdam_gate_landing ───────────────────────
+    // Resumed at (never called) by the fault handler with rsp = saved_rsp and
+    // PKRU = the trusted value restored by sigreturn.
+    ".globl cofferdam_gate_landing",
+    ".type cofferdam_gate_landing,@function",
+    ".p2align 4",
+    "cofferdam_gate_landing:",
+    "    mov r11d, dword ptr [rip + {cfg}]",
+    "    test r11d, r11d",
+    "    jz 4f",
+    "    xor ecx, ecx",
+    "    rdpkru",
+    "    test eax, dword ptr [rip + {cfg}]",      // P must be allowed again
+    "    jnz 8f",
+    "4:",
+    "    pop rdi",                                // frame
+    "    mov dword ptr [rdi + 68], 1",            // frame.status = faulted
+    "    pop r15",
+    "    pop r14",
+    "    pop r13",
+    "    pop r12",
+    "    pop rbx",
+    "    pop rbp",
+    "    ret",
+    "8:",
+    "    ud2",
+    ".size cofferdam_gate_landing, .-cofferdam_gate_landing",
+    "",
+    // ─────────────────────── cofferdam_signal_entry ───────────────────────
+    // void cofferdam_signal_entry(int sig, siginfo_t *info, void *ctx)
+    // The kernel enters every handler with its default PKRU, which denies P.
+    // Take P's rights (trusted handlers need the heap), dispatch, and deny P
+    // again before returning: the legitimate return goes to rt_sigreturn,
+    // which restores the interrupted PKRU from the signal frame anyway, and a
+    // direct call by foreign code gets no rights back.
+    ".globl cofferdam_signal_entry",
+    ".type cofferdam_signal_entry,@function",
+    ".p2align 4",
+    "cofferdam_signal_entry:",
+    ".cfi_startproc",
+    "    push rbx",                               // rsp ≡ 0 (mod 16) now
+    ".cfi_def_cfa_offset 16",
+    ".cfi_offset rbx, -16",
+    "    mov ebx, dword ptr [rip + {cfg}]",
+    "    test ebx, ebx",
+    "    jz 5f",
+    "    mov r10, rdx",                           // rdpkru/wrpkru clobber edx
+    "    xor ecx, ecx",
+    "    rdpkru",
+    "    mov r11d, dword ptr [rip + {cfg}]",
+    "    not r11d",
+    "    and eax, r11d",                          // allow P
+    "    xor ecx, ecx",
+    "    xor edx, edx",
+    "    wrpkru",
+    "    mov rdx, r10",
+    "5:",
+    "    call {dispatch}",
+    "    mov ebx, dword ptr [rip + {cfg}]",
+    "    test ebx, ebx",
+    "    jz 6f",
+    "    xor ecx, ecx",
+    "    rdpkru",
+    "    or eax, ebx",                            // deny P
+    "    xor ecx, ecx",
+    "    xor edx, edx",
+    "    wrpkru",
+    "6:",
+    "    pop rbx",
+    ".cfi_def_cfa_offset 8",
+    "    ret",
+    ".cfi_endproc",
+    ".size cofferdam_signal_entry, .-cofferdam_signal_entry",
+    "",
+    // ──────────────────── cofferdam_wrpkru_pair_call ────────────────────
+    // int cofferdam_wrpkru_pair_call(int (*f)(int) /* rdi */, int x /* esi */)
+    // The benchmark floor: the bare WRPKRU pair around a call, with none of
+    // the gate's checks, frame or bookkeeping. Not a gate: never use it to
+    // call foreign code.
+    ".globl cofferdam_wrpkru_pair_call",
+    ".type cofferdam_wrpkru_pair_call,@function",
+    ".p2align 4",
+    "cofferdam_wrpkru_pair_call:",
+    "    push rbx",
+    "    mov rbx, rdi",
+    "    mov edi, esi",
+    "    xor ecx, ecx",
+    "    rdpkru",
+    "    or eax, dword ptr [rip + {cfg}]",
+    "    xor edx, edx",
+    "    wrpkru",
+    "    call rbx",
+    "    mov ebx, eax",
+    "    xor ecx, ecx",
+    "    rdpkru",
+    "    mov r11d, dword ptr [rip + {cfg}]",
+    "    not r11d",
+    "    and eax, r11d",
+    "    xor edx, edx",
+    "    wrpkru",
+    "    mov eax, ebx",
+    "    pop rbx",
+    "    ret",
+    ".size cofferdam_wrpkru_pair_call, .-cofferdam_wrpkru_pair_call",
+    cfg = sym CONFIG,
+    dispatch = sym crate::fault::cofferdam_signal_dispatch,
+);

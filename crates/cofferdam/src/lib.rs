@@ -1,0 +1,183 @@
+//! Cofferdam lets a Rust program call C libraries through FFI without handing
+//! them its memory.
+//!
+//! * [`ProtectedAlloc`] puts the Rust heap in a protection-key domain (key P)
+//!   that foreign code cannot read or write.
+//! * [`ForeignBox`] and [`ForeignVec`] hold what C may touch, allocated with
+//!   C's own `malloc`; Rust reads them back by copy, as untrusted data.
+//! * [`Compartment`] calls foreign functions through a verified call gate that
+//!   drops P's rights for the duration of the call; a fault in foreign code
+//!   becomes [`Error::Fault`] and poisons the compartment.
+//!
+//! ```
+//! #[global_allocator]
+//! static GLOBAL: cofferdam::ProtectedAlloc = cofferdam::ProtectedAlloc;
+//!
+//! extern "C" {
+//!     fn strlen(s: *const u8) -> usize;
+//! }
+//!
+//! fn main() -> Result<(), Box<dyn std::error::Error>> {
+//!     let libc = cofferdam::Compartment::new("libc")?;
+//!     let text = cofferdam::ForeignBuf::from_str_nul("cofferdam")?;
+//!     // SAFETY: strlen takes one pointer to a NUL-terminated string and
+//!     // returns a size_t; `text` is one.
+//!     let n: usize = unsafe { libc.call("strlen", strlen as *const (), (text.as_foreign_ptr(),))? };
+//!     assert_eq!(n, 9);
+//!     println!("{}", cofferdam::info());
+//!     Ok(())
+//! }
+//! ```
+//!
+//! What is and is not protected, per backend, is in the README. In short: the
+//! `mpk` backend keeps foreign code out of the Rust heap and turns its faults
+//! into errors; Rust thread stacks, Rust statics, the integrity of values C
+//! returns, and rights escalation by foreign code (WRPKRU in its own code,
+//! protection-changing syscalls) are later capabilities.
+
+#![deny(missing_docs)]
+#![deny(unsafe_op_in_unsafe_fn)]
+
+mod alloc;
+mod backend;
+mod compartment;
+mod error;
+mod fault;
+mod foreign;
+mod gate;
+mod sys;
+
+pub use alloc::{is_protected_region, ProtectedAlloc};
+pub use backend::Backend;
+pub use compartment::{Compartment, GateArg, GateArgs, GateReturn};
+pub use error::{Access, Error, Fault, FaultKind};
+pub use fault::is_wrapped as signal_is_wrapped;
+pub use foreign::{
+    ForeignAllocError, ForeignBox, ForeignBuf, ForeignPtr, ForeignVec, OutOfBounds, Pod,
+};
+pub use gate::{read_pkru, wrpkru_pair_call};
+
+use core::fmt;
+
+/// The backend in force (starting the runtime if it has not started).
+pub fn backend() -> Backend {
+    backend::runtime().backend
+}
+
+/// Starts the runtime now rather than at first use, and reports an error if
+/// the requested protection is not available.
+pub fn init() -> Result<Info, Error> {
+    let i = info();
+    match i.refused {
+        Some(reason) => Err(Error::Unavailable { reason }),
+        None => Ok(i),
+    }
+}
+
+/// What Cofferdam does in this process, and why.
+#[derive(Clone, Debug)]
+pub struct Info {
+    /// The backend in force.
+    pub backend: Backend,
+    /// Why this backend.
+    pub reason: &'static str,
+    /// Set when a backend was requested that cannot run here; calls refuse.
+    pub refused: Option<&'static str>,
+    /// CPUID reports protection keys (`pku`).
+    pub cpu_pku: bool,
+    /// The OS enabled them (`ospke`).
+    pub os_pke: bool,
+    /// `pkey_alloc` works.
+    pub kernel_pkeys: bool,
+    /// The errno of a refused `pkey_alloc`.
+    pub kernel_errno: Option<i32>,
+    /// The key P tagging the Rust heap.
+    pub pkey: Option<u32>,
+    /// The global allocator is [`ProtectedAlloc`], serving from its region.
+    pub protected_alloc_active: bool,
+    /// The Rust heap carries key P: foreign code cannot touch it.
+    pub heap_protected: bool,
+    /// Address space reserved for the heap, in bytes.
+    pub heap_reserved: usize,
+    /// Bytes in large allocations that have mappings of their own.
+    pub heap_direct: usize,
+    /// This thread's PKRU, where readable.
+    pub pkru: Option<u32>,
+}
+
+/// Reports the backend, the CPU's and kernel's support for protection keys,
+/// and the state of the heap.
+pub fn info() -> Info {
+    let rt = backend::runtime();
+    let (cpu_pku, os_pke) = sys::cpu_pkeys();
+    let active = alloc::serves_region();
+    Info {
+        backend: rt.backend,
+        reason: rt.reason,
+        refused: rt.refused,
+        cpu_pku,
+        os_pke,
+        kernel_pkeys: rt.support == sys::PkeySupport::Available,
+        kernel_errno: match rt.support {
+            sys::PkeySupport::KernelRefused(e) => Some(e),
+            _ => None,
+        },
+        pkey: rt.pkey,
+        protected_alloc_active: active,
+        heap_protected: active && rt.pkey.is_some(),
+        heap_reserved: alloc::reserved_bytes(),
+        heap_direct: alloc::direct_bytes(),
+        pkru: read_pkru(),
+    }
+}
+
+impl fmt::Display for Info {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let yes = |b: bool| if b { "yes" } else { "no" };
+        let label = match self.backend {
+            Backend::Mpk => "mpk (protected)",
+            Backend::Split => {
+                "split (unprotected: separate heap, contained faults, no memory protection)"
+            }
+            Backend::None => "none (unprotected)",
+        };
+        writeln!(f, "backend:          {label}")?;
+        writeln!(f, "why:              {}", self.reason)?;
+        if let Some(r) = self.refused {
+            writeln!(f, "refused:          {r}")?;
+        }
+        writeln!(f, "cpu pku:          {}", yes(self.cpu_pku))?;
+        writeln!(f, "os pke:           {}", yes(self.os_pke))?;
+        match self.kernel_errno {
+            Some(e) => writeln!(
+                f,
+                "kernel pkeys:     no (pkey_alloc: {})",
+                std::io::Error::from_raw_os_error(e)
+            )?,
+            None => writeln!(f, "kernel pkeys:     {}", yes(self.kernel_pkeys))?,
+        }
+        match self.pkey {
+            Some(k) => writeln!(f, "protection key:   {k}")?,
+            None => writeln!(f, "protection key:   none")?,
+        }
+        let heap = if !self.protected_alloc_active {
+            "not in use: ProtectedAlloc is not the global allocator (or the none backend is in force)".to_string()
+        } else if self.heap_protected {
+            format!(
+                "protected (key {}), {} GiB reserved",
+                self.pkey.unwrap_or(0),
+                self.heap_reserved >> 30
+            )
+        } else {
+            format!(
+                "separate region, NOT protected, {} GiB reserved",
+                self.heap_reserved >> 30
+            )
+        };
+        writeln!(f, "heap:             {heap}")?;
+        if let Some(p) = self.pkru {
+            writeln!(f, "pkru:             {p:#010x}")?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,212 @@
+//! Linux x86_64: thin wrappers over the syscalls and CPU queries Cofferdam
+//! needs. Each wrapper states the call it makes; errors are `io::Error`.
+//!
+//! Nothing here allocates: these functions run inside the global allocator's
+//! initialisation and inside signal handlers.
+
+use core::ffi::{c_int, c_void};
+use std::io;
+
+/// What the CPU and kernel say about protection keys.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum PkeySupport {
+    /// CPUID.7.0:ECX.PKU is set, CR4.PKE is on (OSPKE) and `pkey_alloc` works.
+    Available,
+    /// The CPU has no PKU feature.
+    NoCpu,
+    /// The CPU has PKU but the OS did not enable it (OSPKE clear).
+    NoOs,
+    /// The kernel refused `pkey_alloc` (errno given).
+    KernelRefused(i32),
+}
+
+/// `cpuid` leaf 7, sub-leaf 0, ECX: bit 3 PKU, bit 4 OSPKE.
+pub(crate) fn cpu_pkeys() -> (bool, bool) {
+    // `cpuid` exists on every x86_64 CPU; leaf 7 only where max leaf >= 7.
+    let max = core::arch::x86_64::__cpuid(0).eax;
+    if max < 7 {
+        return (false, false);
+    }
+    let ecx = core::arch::x86_64::__cpuid_count(7, 0).ecx;
+    (ecx & (1 << 3) != 0, ecx & (1 << 4) != 0)
+}
+
+/// Offset of the PKRU component (XSAVE feature 9) in the standard-format XSAVE
+/// area, as the signal frame stores it: CPUID leaf 0xD, sub-leaf 9, EBX.
+pub(crate) fn pkru_xsave_offset() -> Option<u32> {
+    let max = core::arch::x86_64::__cpuid(0).eax;
+    if max < 0xd {
+        return None;
+    }
+    let r = core::arch::x86_64::__cpuid_count(0xd, 9);
+    // EAX is the component's size (4 bytes for PKRU) and EBX its offset.
+    (r.eax >= 4 && r.ebx != 0).then_some(r.ebx)
+}
+
+/// `pkey_alloc(0, 0)`: a new key, with access and write allowed for the
+/// calling thread.
+pub(crate) fn pkey_alloc() -> Result<u32, i32> {
+    // SAFETY: pkey_alloc takes two integers and touches no memory of ours.
+    let r = unsafe { libc::syscall(libc::SYS_pkey_alloc, 0usize, 0usize) };
+    if r < 0 {
+        Err(io::Error::last_os_error().raw_os_error().unwrap_or(0))
+    } else {
+        Ok(r as u32)
+    }
+}
+
+/// Probes whether protection keys can be used, without keeping a key.
+pub(crate) fn probe_pkeys() -> PkeySupport {
+    let (pku, ospke) = cpu_pkeys();
+    if !pku {
+        return PkeySupport::NoCpu;
+    }
+    if !ospke {
+        return PkeySupport::NoOs;
+    }
+    match pkey_alloc() {
+        Ok(k) => {
+            // SAFETY: frees the key just allocated; no memory carries it.
+            unsafe { libc::syscall(libc::SYS_pkey_free, k as usize) };
+            PkeySupport::Available
+        }
+        Err(e) => PkeySupport::KernelRefused(e),
+    }
+}
+
+/// `pkey_mprotect(addr, len, prot, key)`: sets protection and tags the pages.
+///
+/// # Safety
+/// `addr..addr+len` must be whole pages that the caller owns; changing their
+/// protection must not break any other user of them.
+pub(crate) unsafe fn pkey_mprotect(
+    addr: *mut c_void,
+    len: usize,
+    prot: c_int,
+    key: u32,
+) -> io::Result<()> {
+    // SAFETY: the caller owns the pages (contract above).
+    let r = unsafe { libc::syscall(libc::SYS_pkey_mprotect, addr, len, prot, key as usize) };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// `mprotect(addr, len, prot)`.
+///
+/// # Safety
+/// As for [`pkey_mprotect`].
+pub(crate) unsafe fn mprotect(addr: *mut c_void, len: usize, prot: c_int) -> io::Result<()> {
+    // SAFETY: the caller owns the pages (contract above).
+    let r = unsafe { libc::mprotect(addr, len, prot) };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// `mmap(NULL, len, prot, MAP_PRIVATE|MAP_ANONYMOUS|MAP_NORESERVE, -1, 0)`.
+pub(crate) fn map_anon(len: usize, prot: c_int) -> io::Result<*mut u8> {
+    // SAFETY: an anonymous private mapping at an address of the kernel's
+    // choosing cannot alias any existing memory.
+    let p = unsafe {
+        libc::mmap(
+            core::ptr::null_mut(),
+            len,
+            prot,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
+            -1,
+            0,
+        )
+    };
+    if p == libc::MAP_FAILED {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(p.cast())
+    }
+}
+
+/// `munmap(addr, len)`.
+///
+/// # Safety
+/// The range must be a mapping (or part of one) that nothing uses any more.
+pub(crate) unsafe fn unmap(addr: *mut u8, len: usize) {
+    // SAFETY: contract above. A failure (EINVAL) would mean a bug in the
+    // caller's bookkeeping; there is nothing better to do than leak.
+    unsafe { libc::munmap(addr.cast(), len) };
+}
+
+/// Maps `len` bytes aligned to `align` (a power of two, at least a page) by
+/// over-reserving and trimming. Returns the aligned start.
+pub(crate) fn map_aligned(len: usize, align: usize, prot: c_int) -> io::Result<*mut u8> {
+    let total = len
+        .checked_add(align)
+        .ok_or_else(|| io::Error::from_raw_os_error(libc::ENOMEM))?;
+    let raw = map_anon(total, prot)?;
+    let start = (raw as usize + align - 1) & !(align - 1);
+    let head = start - raw as usize;
+    let tail = total - head - len;
+    // SAFETY: both trimmed pieces are parts of the mapping just made and
+    // nothing refers to them.
+    unsafe {
+        if head > 0 {
+            unmap(raw, head);
+        }
+        if tail > 0 {
+            unmap((start + len) as *mut u8, tail);
+        }
+    }
+    Ok(start as *mut u8)
+}
+
+/// The system page size.
+pub(crate) fn page_size() -> usize {
+    // SAFETY: sysconf has no memory-safety preconditions.
+    let p = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    if p > 0 {
+        p as usize
+    } else {
+        4096
+    }
+}
+
+extern "C" {
+    /// glibc's own `sigaction`, under the public alias that Cofferdam's
+    /// interposed `sigaction` does not shadow.
+    fn __sigaction(sig: c_int, act: *const libc::sigaction, old: *mut libc::sigaction) -> c_int;
+}
+
+/// The kernel's `sigaction`, bypassing Cofferdam's interposition.
+///
+/// # Safety
+/// As for `sigaction(2)`: `act`, if not null, must describe a valid handler.
+pub(crate) unsafe fn real_sigaction(
+    sig: c_int,
+    act: *const libc::sigaction,
+    old: *mut libc::sigaction,
+) -> c_int {
+    // SAFETY: forwarded contract.
+    unsafe { __sigaction(sig, act, old) }
+}
+
+/// Writes `msg` to standard error with `write(2)`: usable in a signal handler.
+pub(crate) fn write_stderr(msg: &[u8]) {
+    // SAFETY: writes from a valid slice; a short or failed write is ignored.
+    unsafe { libc::write(2, msg.as_ptr().cast(), msg.len()) };
+}
+
+/// Reads an environment variable without allocating (`getenv`).
+pub(crate) fn getenv_bytes(name: &core::ffi::CStr) -> Option<&'static [u8]> {
+    // SAFETY: getenv returns null or a NUL-terminated string owned by the
+    // environment, which Cofferdam never modifies.
+    let p = unsafe { libc::getenv(name.as_ptr()) };
+    if p.is_null() {
+        None
+    } else {
+        // SAFETY: p is a valid C string (above).
+        Some(unsafe { core::ffi::CStr::from_ptr(p) }.to_bytes())
+    }
+}
