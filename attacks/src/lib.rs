@@ -462,7 +462,7 @@ fn double_free(_mode: Mode) -> Observation {
         )
     };
     let next = Box::new([0x55u8; 64]);
-    let aliased = &*next as *const [u8; 64] == owned as *const [u8; 64];
+    let aliased = std::ptr::eq(&*next, owned);
     // SAFETY: `owned` is still Rust's (never freed by Rust); a volatile read
     // shows whatever the allocator let happen to it.
     let now: [u8; 64] = unsafe { core::ptr::read_volatile(owned) };

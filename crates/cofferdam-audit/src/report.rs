@@ -638,6 +638,38 @@ pub const SARIF_RULES: [(&str, &str, &str); 5] = [
     ),
 ];
 
+/// Percent-encodes a path for a URI (RFC 3986): every byte of its UTF-8 form
+/// but the unreserved characters and `/` becomes `%XX`, so spaces, `#`, `?`,
+/// `%`, `[`, non-ASCII and the like give a valid URI. `:` is kept only in
+/// absolute paths (`file:///C:/..`): in a relative reference a `:` in the
+/// first segment would read as a scheme.
+fn percent_encode_path(path: &str, keep_colon: bool) -> String {
+    let mut out = String::with_capacity(path.len());
+    for b in path.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' | b'/' => {
+                out.push(b as char)
+            }
+            b':' if keep_colon => out.push(':'),
+            _ => {
+                let _ = write!(out, "%{b:02X}");
+            }
+        }
+    }
+    out
+}
+
+/// `file://` URI of an absolute path (`\` read as `/`; a Windows path like
+/// `C:/x` gets the leading `/` of `file:///C:/x`).
+fn file_uri(abs: &str) -> String {
+    let path = abs.replace('\\', "/");
+    let slash = if path.starts_with('/') { "" } else { "/" };
+    format!("file://{slash}{}", percent_encode_path(&path, true))
+}
+
+/// The URI of `file` (relative to `crate_root` unless absolute): relative to
+/// the audited `root` (to be read against `%SRCROOT%`) when inside it, `true`;
+/// else an absolute `file://` URI, `false`. Both percent-encoded.
 fn uri_for(root: &str, crate_root: &str, file: &str) -> (String, bool) {
     let abs = if std::path::Path::new(file).is_absolute() {
         std::path::PathBuf::from(file)
@@ -645,9 +677,10 @@ fn uri_for(root: &str, crate_root: &str, file: &str) -> (String, bool) {
         std::path::Path::new(crate_root).join(file)
     };
     if let Ok(rel) = abs.strip_prefix(root) {
-        (rel.to_string_lossy().replace('\\', "/"), true)
+        let rel = rel.to_string_lossy().replace('\\', "/");
+        (percent_encode_path(&rel, false), true)
     } else {
-        (format!("file://{}", abs.to_string_lossy()), false)
+        (file_uri(&abs.to_string_lossy()), false)
     }
 }
 
@@ -787,6 +820,11 @@ pub fn to_sarif(report: &Report) -> String {
             ));
         }
     }
+    // The base URI of the relative result URIs: a directory, so it ends in `/`.
+    let mut srcroot = file_uri(&report.root);
+    if !srcroot.ends_with('/') {
+        srcroot.push('/');
+    }
     let sarif = serde_json::json!({
         "$schema": "https://json.schemastore.org/sarif-2.1.0.json",
         "version": "2.1.0",
@@ -800,7 +838,7 @@ pub fn to_sarif(report: &Report) -> String {
                 }
             },
             "originalUriBaseIds": {
-                "%SRCROOT%": { "uri": format!("file://{}/", report.root.trim_end_matches('/')) }
+                "%SRCROOT%": { "uri": srcroot }
             },
             "results": results
         }]

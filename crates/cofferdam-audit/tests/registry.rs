@@ -6,8 +6,13 @@
 //! The extern-function and pointer-parameter counts are checked against a
 //! count made here by a different method: a scan of the raw token trees
 //! (proc_macro2 only, no syn AST, no code of the crate under test).
+//!
+//! The SARIF rendering of that audit is validated against the SARIF 2.1.0
+//! schema (`tests/common`).
 
-use cofferdam_audit::{audit_path, ArgKind, AuditOptions, CrateReport, Report};
+mod common;
+
+use cofferdam_audit::{audit_path, render, ArgKind, AuditOptions, CrateReport, Format, Report};
 use proc_macro2::{Delimiter, TokenStream, TokenTree};
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -279,4 +284,17 @@ fn registry_crates() {
     for name in ["libz-sys", "libsqlite3-sys", "flate2", "rusqlite"] {
         assert!(krate(&r, name).errors.is_empty(), "{name}");
     }
+
+    // The SARIF of the whole audit (hundreds of results, absolute `file://`
+    // URIs into the cargo registry) is valid SARIF 2.1.0.
+    let sarif =
+        common::SarifSchema::load().assert_valid("registry crates", &render(&r, Format::Sarif));
+    let results = sarif["runs"][0]["results"].as_array().unwrap();
+    assert!(results.len() > 300, "{}", results.len());
+    assert!(results.iter().any(
+        |x| x["locations"][0]["physicalLocation"]["artifactLocation"]["uri"]
+            .as_str()
+            .unwrap()
+            .starts_with("file:///")
+    ));
 }

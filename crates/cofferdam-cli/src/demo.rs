@@ -63,8 +63,8 @@ fn print_table(rows: &[Row]) {
     println!("cofferdam demo — backend: {label}");
     println!();
     println!(
-        "{:<26} {:<20} {:<15} {:<15} {}",
-        "ATTACK", "CLASS", "UNPROTECTED", "PROTECTED", "BACKEND"
+        "{:<26} {:<20} {:<15} {:<15} BACKEND",
+        "ATTACK", "CLASS", "UNPROTECTED", "PROTECTED"
     );
     for r in rows {
         let u = match (r.status.as_str(), r.unprotected.attack_succeeded) {

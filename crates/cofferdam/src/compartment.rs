@@ -115,7 +115,10 @@ impl Compartment {
             Ok(frame.ret)
         } else {
             self.inner.poisoned.store(true, Ordering::Release);
-            Err(Error::Fault(self.fault(function, &frame.fault)))
+            // SAFETY: status 1 is only set by the landing pad, which the
+            // fault handler reaches after writing the record.
+            let record = unsafe { frame.fault.assume_init_ref() };
+            Err(Error::Fault(self.fault(function, record)))
         }
     }
 

@@ -115,6 +115,15 @@ pub enum Error {
     /// [`crate::ProtectedAlloc`] is not the program's global allocator, so the
     /// Rust heap is not in the protected domain.
     HeapNotProtected,
+    /// A foreign function returned a value that is not valid for its Rust
+    /// type (a `bool` that is neither 0 nor 1, an enum discriminant that names
+    /// no variant, a pointer into protected memory, ...). Rust never sees it.
+    Invalid {
+        /// The foreign function.
+        function: &'static str,
+        /// What was wrong.
+        detail: String,
+    },
 }
 
 impl fmt::Display for Error {
@@ -125,6 +134,9 @@ impl fmt::Display for Error {
                 write!(f, "compartment `{compartment}` is poisoned by an earlier fault and refuses calls")
             }
             Error::Unavailable { reason } => write!(f, "protection unavailable: {reason}"),
+            Error::Invalid { function, detail } => {
+                write!(f, "foreign function `{function}` returned an invalid value: {detail}")
+            }
             Error::HeapNotProtected => f.write_str(
                 "the Rust heap is not protected: add `#[global_allocator] static A: cofferdam::ProtectedAlloc = cofferdam::ProtectedAlloc;`",
             ),

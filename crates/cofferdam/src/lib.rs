@@ -46,6 +46,7 @@ mod fault;
 mod foreign;
 mod gate;
 mod sys;
+pub mod validate;
 
 pub use alloc::{is_protected_region, ProtectedAlloc};
 pub use backend::Backend;

@@ -59,7 +59,7 @@ extern "C" fn read_box_handler(_sig: i32) {
 fn a_plain_handler_reading_a_box_works_with_signal_and_sigaction() {
     let _turn = serial();
     let _ = cofferdam::init();
-    let b = Box::new(0xC0FF_EEu64);
+    let b = Box::new(0x00C0_FFEEu64);
     BOXED.store(Box::into_raw(b), Ordering::SeqCst);
     // Installed with signal(): the old action comes back as SIG_DFL.
     // SAFETY: installs a valid handler.
@@ -71,7 +71,7 @@ fn a_plain_handler_reading_a_box_works_with_signal_and_sigaction() {
     };
     assert_ne!(old, libc::SIG_ERR);
     raise(libc::SIGALRM);
-    assert_eq!(SEEN.swap(0, Ordering::SeqCst), 0xC0FF_EE);
+    assert_eq!(SEEN.swap(0, Ordering::SeqCst), 0x00C0_FFEE);
     // sigaction reports the user's handler, not Cofferdam's trampoline.
     // SAFETY: query only, into a zeroed out-parameter.
     let mut cur: libc::sigaction = unsafe { std::mem::zeroed() };
@@ -86,7 +86,7 @@ fn a_plain_handler_reading_a_box_works_with_signal_and_sigaction() {
     // SAFETY: alarm has no memory preconditions.
     unsafe { libc::alarm(1) };
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while SEEN.load(Ordering::SeqCst) != 0xC0FF_EE {
+    while SEEN.load(Ordering::SeqCst) != 0x00C0_FFEE {
         assert!(
             std::time::Instant::now() < deadline,
             "SIGALRM from alarm(1) was not handled within 10 s"

@@ -87,7 +87,10 @@ unsafe fn pkru_slot(uc: *mut libc::ucontext_t, offset: u32) -> Option<(*mut u8, 
 /// `info` and `ctx` are what the kernel passed to an SA_SIGINFO handler.
 unsafe fn recover(sig: i32, info: *mut libc::siginfo_t, ctx: *mut c_void) -> bool {
     let frame = gate::current_frame();
-    if frame.is_null() {
+    // SAFETY: a non-null CURRENT is this thread's innermost live frame.
+    if frame.is_null() || unsafe { (*frame).saved_rsp } == 0 {
+        // Not in a gate call, or in the instants before the trampoline has
+        // saved its stack pointer (then nothing foreign is running yet).
         return false;
     }
     let cfg = gate::config::get();
@@ -129,14 +132,14 @@ unsafe fn recover(sig: i32, info: *mut libc::siginfo_t, ctx: *mut c_void) -> boo
             -1
         };
         let g = &mut (*uc).uc_mcontext.gregs;
-        (*frame).fault = FaultRecord {
+        (*frame).fault.write(FaultRecord {
             signal: sig,
             si_code: code,
             address: (*info).si_addr() as usize,
             ip: g[libc::REG_RIP as usize] as usize,
             err: g[libc::REG_ERR as usize] as u64,
             pkey,
-        };
+        });
         g[libc::REG_RIP as usize] = gate::cofferdam_gate_landing as *const () as usize as i64;
         g[libc::REG_RSP as usize] = (*frame).saved_rsp as i64;
     }

@@ -264,10 +264,9 @@ unsafe fn hook(sig: c_int, act: *const libc::sigaction, old: *mut libc::sigactio
         let a = unsafe { *act };
         if is_fault_signal(sig) || is_function(a.sa_sigaction) {
             record(&g, sig, &a);
-            if !ours || !is_fault_signal(sig) {
-                if install_entry(sig, &a) != 0 {
-                    return -1;
-                }
+            // The fault signals keep our entry once it is there.
+            if (!ours || !is_fault_signal(sig)) && install_entry(sig, &a) != 0 {
+                return -1;
             }
         } else {
             // SIG_DFL or SIG_IGN: the kernel can do that without us.

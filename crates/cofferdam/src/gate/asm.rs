@@ -96,10 +96,12 @@ core::arch::global_asm!(
     "    mov r8,  qword ptr [rdi + 40]",
     "    mov r9,  qword ptr [rdi + 48]",
     "    mov rdi, qword ptr [rdi + 8]",           // argument 1 last: rdi held the frame
-    "    cld",                                    // the ABI wants DF clear at a call
     "    call rax",
     // Back from foreign code: rax/rdx hold its return value; keep them in
-    // caller-saved registers the PKRU dance does not touch.
+    // caller-saved registers the PKRU dance does not touch. The ABI says DF
+    // is clear on return; foreign code may not keep to it, and Rust's
+    // string operations depend on it.
+    "    cld",
     "    mov r8, rax",
     "    mov r9, rdx",
     "    mov r11d, dword ptr [rip + {cfg}]",
@@ -141,6 +143,7 @@ core::arch::global_asm!(
     ".type cofferdam_gate_landing,@function",
     ".p2align 4",
     "cofferdam_gate_landing:",
+    "    cld",                                    // the faulting code may have set DF
     "    mov r11d, dword ptr [rip + {cfg}]",
     "    test r11d, r11d",
     "    jz 4f",

@@ -23,6 +23,7 @@ mod asm;
 pub(crate) mod config;
 
 use core::cell::Cell;
+use core::mem::MaybeUninit;
 use core::ptr;
 
 pub(crate) use asm::{cofferdam_gate_landing, cofferdam_signal_entry};
@@ -35,9 +36,7 @@ pub(crate) use asm::{cofferdam_gate_landing, cofferdam_signal_entry};
 /// it exists only to measure what any MPK gate must cost on this CPU.
 #[doc(hidden)]
 pub fn wrpkru_pair_call(f: extern "C" fn(i32) -> i32, x: i32) -> Option<i32> {
-    if crate::backend::runtime().pkey.is_none() {
-        return None;
-    }
+    crate::backend::runtime().pkey?;
     // SAFETY: the mpk backend is in force, so the configuration holds P's
     // mask and WRPKRU is defined; `f` is a safe extern "C" function.
     Some(unsafe { asm::cofferdam_wrpkru_pair_call(f, x) })
@@ -46,7 +45,7 @@ pub fn wrpkru_pair_call(f: extern "C" fn(i32) -> i32, x: i32) -> Option<i32> {
 /// Details of a fault, written by the fault handler into the frame of the
 /// call that faulted.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Copy, Debug)]
 pub(crate) struct FaultRecord {
     pub signal: i32,
     pub si_code: i32,
@@ -76,8 +75,9 @@ pub(crate) struct GateFrame {
     pub ret: [u64; 2],
     /// The enclosing call on this thread, if any.
     pub prev: *mut GateFrame,
-    /// Filled in by the fault handler.
-    pub fault: FaultRecord,
+    /// Written by the fault handler, and only read when `status` says the
+    /// call faulted.
+    pub fault: MaybeUninit<FaultRecord>,
 }
 
 impl GateFrame {
@@ -90,7 +90,7 @@ impl GateFrame {
             status: 0,
             ret: [0; 2],
             prev: ptr::null_mut(),
-            fault: FaultRecord::default(),
+            fault: MaybeUninit::uninit(),
         }
     }
 }
@@ -126,6 +126,7 @@ extern "C" {
 /// `frame.func` must be a foreign function that may be called with the six
 /// argument registers set to `frame.args` (System V ABI), and the process must
 /// have been configured with [`config::configure`].
+#[inline(always)]
 pub(crate) unsafe fn call(frame: &mut GateFrame) -> bool {
     let prev = CURRENT.with(|c| c.replace(frame as *mut GateFrame));
     frame.prev = prev;

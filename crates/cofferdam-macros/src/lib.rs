@@ -1,0 +1,1 @@
+//! `#[cofferdam::sandbox]` (in progress).

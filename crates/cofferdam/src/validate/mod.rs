@@ -1,0 +1,2 @@
+//! Checks on values coming back from foreign code (filled in by the
+//! `#[cofferdam::sandbox]` work).

@@ -1,0 +1,80 @@
+//! Foreign memory: C's malloc, copies out, bounds checks.
+
+use cofferdam::{ForeignBox, ForeignBuf, ForeignVec, OutOfBounds};
+
+#[global_allocator]
+static GLOBAL: cofferdam::ProtectedAlloc = cofferdam::ProtectedAlloc;
+
+#[test]
+fn foreign_memory_is_never_in_the_protected_region() {
+    let b = ForeignBox::new(5u32).unwrap();
+    let v = ForeignVec::<u64>::zeroed(1000).unwrap();
+    assert!(!cofferdam::is_protected_region(b.as_foreign_ptr().addr()));
+    assert!(!cofferdam::is_protected_region(v.as_foreign_ptr().addr()));
+    assert!(cofferdam::is_protected_region(
+        &*Box::new(1u8) as *const u8 as usize
+    ));
+}
+
+#[test]
+fn reads_are_copies_and_bounds_checked() {
+    let v = ForeignVec::from_slice(&[1u16, 2, 3]).unwrap();
+    assert_eq!(v.len(), 3);
+    assert_eq!(v.get(2), Some(3));
+    assert_eq!(v.get(3), None);
+    assert_eq!(
+        v.set(3, 9),
+        Err(OutOfBounds {
+            index: 3,
+            count: 1,
+            len: 3
+        })
+    );
+    assert_eq!(
+        v.write(2, &[7, 8]),
+        Err(OutOfBounds {
+            index: 2,
+            count: 2,
+            len: 3
+        })
+    );
+    assert!(
+        v.write(usize::MAX, &[1]).is_err(),
+        "index overflow is an error, not a wrap"
+    );
+    let mut out = [0u16; 2];
+    v.read(1, &mut out).unwrap();
+    assert_eq!(out, [2, 3]);
+    // What "C" changes underneath shows in the next copy, never in an old one.
+    let copy = v.to_vec();
+    // SAFETY: writes element 0 of the live foreign buffer, as C would.
+    unsafe { v.as_foreign_ptr().as_raw().write(99) };
+    assert_eq!(copy, vec![1, 2, 3]);
+    assert_eq!(v.get(0), Some(99));
+}
+
+#[test]
+fn c_may_free_what_rust_gives_it() {
+    let b = ForeignBox::new([1u8; 32]).unwrap();
+    let p = b.into_foreign();
+    // SAFETY: p came from C's malloc and is given up by Rust.
+    unsafe { libc::free(p.as_raw().cast()) };
+    let s = ForeignBuf::from_str_nul("abc").unwrap();
+    assert_eq!(s.to_bytes_until_nul(), b"abc");
+    // SAFETY: strlen on a NUL-terminated foreign buffer.
+    assert_eq!(
+        unsafe { libc::strlen(s.as_foreign_ptr().as_raw().cast()) },
+        3
+    );
+}
+
+#[test]
+fn over_aligned_pod_is_aligned() {
+    #[derive(Clone, Copy)]
+    #[repr(C, align(64))]
+    struct Line([u8; 64]);
+    // SAFETY: a byte array wrapper: every bit pattern is valid.
+    unsafe impl cofferdam::Pod for Line {}
+    let v = ForeignVec::<Line>::zeroed(3).unwrap();
+    assert_eq!(v.as_foreign_ptr().addr() % 64, 0);
+}
