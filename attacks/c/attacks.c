@@ -95,8 +95,17 @@ int cd_malloc_scan(size_t n, uint8_t *out, size_t out_len) {
 /* stack-smash (leaked stack address): write over a Rust stack variable. */
 void cd_stack_write(uint8_t *rust_stack_addr, size_t n) { fill_bytes(rust_stack_addr, 'S', n); }
 
-/* invalid-return: return 2 where Rust declared `bool`. */
+/* invalid-return: return 2 where Rust declared `bool`, ... */
 uint8_t cd_bad_bool(void) { return 2; }
+/* ... a discriminant Rust's enum does not have (it has 0, 1 and 5), ... */
+int cd_bad_enum(void) { return 7; }
+/* ... and hand back, as if it were C's, a pointer into the Rust heap. */
+void *cd_echo_ptr(void *p) { return p; }
+
+/* Ten arguments, four of them on the stack: a weighted sum shows their order. */
+long cd_sum10(long a, long b, long c, long d, long e, long f, long g, long h, long i, long j) {
+    return a + 2 * b + 3 * c + 4 * d + 5 * e + 6 * f + 7 * g + 8 * h + 9 * i + 10 * j;
+}
 
 /* A trivial function for the gate's benchmarks. */
 int cd_noop(int x) { return x + 1; }

@@ -40,7 +40,21 @@ pub mod ffi {
         pub fn cd_malloc_scan(n: usize, out: *mut u8, out_len: usize) -> i32;
         pub fn cd_stack_write(p: *mut u8, n: usize);
         pub fn cd_bad_bool() -> u8;
+        pub fn cd_bad_enum() -> i32;
+        pub fn cd_echo_ptr(p: *mut u8) -> *mut u8;
         pub fn cd_noop(x: i32) -> i32;
+        pub fn cd_sum10(
+            a: i64,
+            b: i64,
+            c: i64,
+            d: i64,
+            e: i64,
+            f: i64,
+            g: i64,
+            h: i64,
+            i: i64,
+            j: i64,
+        ) -> i64;
         pub fn cd_null_write();
     }
 }
@@ -159,10 +173,10 @@ pub fn all() -> &'static [Attack] {
             pending: None,
         },
         Attack {
-            name: "bool-out-of-range",
+            name: "invalid-values",
             class: "invalid-return",
-            description: "C returns 2 where Rust declared bool",
-            claimed_by: &[],
+            description: "C returns 2 for a bool, a discriminant the enum lacks, and a pointer into the Rust heap",
+            claimed_by: &[Backend::Mpk, Backend::Split],
             run: Some(invalid_return),
             pending: None,
         },
@@ -548,25 +562,87 @@ fn stack_write(_mode: Mode) -> Observation {
     observation(effect, !effect, r.as_ref().err(), evidence)
 }
 
-fn invalid_return(_mode: Mode) -> Observation {
+/// The Rust side's view of a C status code.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, cofferdam::ForeignEnum)]
+#[repr(i32)]
+enum Status {
+    Ok = 0,
+    Busy = 1,
+    Gone = 5,
+}
+
+fn invalid_return(mode: Mode) -> Observation {
     let c = match compartment() {
         Ok(c) => c,
         Err(o) => return o,
     };
-    // Read as u8 on purpose: turning it into `bool` unchecked would be UB.
-    // SAFETY: cd_bad_bool takes nothing and returns uint8_t.
-    let r = unsafe { c.call::<_, u8>("cd_bad_bool", fn_addr(ffi::cd_bad_bool as *const ()), ()) };
-    match r {
-        Ok(v) if v > 1 => observation(
-            true,
-            true,
-            None,
-            format!(
-                "C returned {v} for a bool and nothing checked it: returns are not validated yet"
-            ),
-        ),
-        Ok(v) => observation(false, true, None, format!("C returned {v}")),
-        Err(e) => observation(false, true, Some(&e), format!("the call returned Err: {e}")),
+    let rust_object = Box::new([0u8; 16]);
+    let rust_addr = rust_object.as_ptr() as *mut u8;
+    let (bad_bool, bad_enum, echo) = (
+        fn_addr(ffi::cd_bad_bool as *const ()),
+        fn_addr(ffi::cd_bad_enum as *const ()),
+        fn_addr(ffi::cd_echo_ptr as *const ()),
+    );
+    match mode {
+        Mode::Unprotected => {
+            // What an ordinary binding receives. Read as integers on purpose:
+            // turning them into `bool`/`Status` unchecked would be UB here.
+            // SAFETY: cd_bad_bool() -> uint8_t, cd_bad_enum() -> int,
+            // cd_echo_ptr(void*) -> void*.
+            let (b, e, p) = unsafe {
+                (
+                    c.call::<_, u8>("cd_bad_bool", bad_bool, ()),
+                    c.call::<_, i32>("cd_bad_enum", bad_enum, ()),
+                    c.call::<_, *mut u8>("cd_echo_ptr", echo, (rust_addr,)),
+                )
+            };
+            let (b, e, p) = (
+                b.unwrap_or(0),
+                e.unwrap_or(0),
+                p.unwrap_or(core::ptr::null_mut()),
+            );
+            let effect = b > 1 || !matches!(e, 0 | 1 | 5) || p == rust_addr;
+            observation(
+                effect,
+                true,
+                None,
+                format!(
+                    "unchecked, Rust would hold a bool of {b}, a Status of {e} (no such variant) and a \"foreign\" pointer {} its own heap",
+                    if p == rust_addr { "into" } else { "outside" }
+                ),
+            )
+        }
+        Mode::Protected => {
+            // SAFETY: as above; the returns are validated before Rust sees them.
+            let (b, e, p) = unsafe {
+                (
+                    cofferdam::validate::call::<_, bool>(&c, "cd_bad_bool", bad_bool, ()),
+                    cofferdam::validate::call::<_, Status>(&c, "cd_bad_enum", bad_enum, ()),
+                    cofferdam::validate::call::<_, cofferdam::ForeignPtr<u8>>(
+                        &c,
+                        "cd_echo_ptr",
+                        echo,
+                        (rust_addr,),
+                    ),
+                )
+            };
+            let effect = b.is_ok() || e.is_ok() || p.is_ok();
+            let detail = |r: Result<String, Error>| match r {
+                Ok(v) => v,
+                Err(err) => format!("refused ({err})"),
+            };
+            observation(
+                effect,
+                true,
+                None,
+                format!(
+                    "bool: {}; Status: {}; pointer: {}",
+                    detail(b.map(|v| format!("ACCEPTED {v}"))),
+                    detail(e.map(|v| format!("ACCEPTED {v:?}"))),
+                    detail(p.map(|v| format!("ACCEPTED {v:?}"))),
+                ),
+            )
+        }
     }
 }
 

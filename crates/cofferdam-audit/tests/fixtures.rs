@@ -2,21 +2,15 @@
 //! (`tests/fixtures/<name>/`), with exact expected counts. The comments in
 //! the fixtures say where each count comes from.
 
+mod common;
+
+use common::{audit, fixture};
+
 use cofferdam_audit::{
     audit_path, render, run, ArgKind, AuditArgs, AuditOptions, Class, CrateReport, DenyRule, Error,
     Format, Report,
 };
-use std::path::{Path, PathBuf};
-
-fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures")
-        .join(name)
-}
-
-fn audit(name: &str, deps: bool) -> Report {
-    audit_path(&fixture(name), &AuditOptions { deps }).expect("audit succeeds")
-}
+use std::path::PathBuf;
 
 fn krate<'a>(r: &'a Report, name: &str) -> &'a CrateReport {
     r.crates

@@ -4,20 +4,11 @@
 
 mod common;
 
-use cofferdam_audit::{audit_path, render, AuditOptions, DenyRule, Format, Report};
+use common::audit;
+
+use cofferdam_audit::{render, DenyRule, Format};
 use common::SarifSchema;
 use serde_json::Value;
-use std::path::{Path, PathBuf};
-
-fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures")
-        .join(name)
-}
-
-fn audit(name: &str, deps: bool) -> Report {
-    audit_path(&fixture(name), &AuditOptions { deps }).expect("audit succeeds")
-}
 
 fn results(doc: &Value) -> &Vec<Value> {
     doc["runs"][0]["results"].as_array().expect("results array")

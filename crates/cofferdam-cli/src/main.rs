@@ -1,5 +1,5 @@
 //! `cofferdam`: run the attack demo, report protection, benchmark the gate,
-//! audit a crate's FFI exposure.
+//! audit a crate's FFI exposure, scan a library for PKRU-changing code.
 
 mod bench;
 mod demo;
@@ -50,6 +50,8 @@ enum Command {
     },
     /// Show where a crate and its dependencies hand Rust memory to foreign code.
     Audit(cofferdam_audit::AuditArgs),
+    /// Find WRPKRU, XRSTOR and XRSTORS in an ELF file's executable code, aligned or hidden.
+    Scan(cofferdam_scan::ScanArgs),
     /// Internal: run one side of one attack (used by `demo`).
     #[command(hide = true)]
     AttackChild { name: String, mode: String },
@@ -62,6 +64,7 @@ fn main() -> ExitCode {
         Command::Info { json } => info(json),
         Command::Bench { json, quick } => bench::run(json, quick),
         Command::Audit(args) => ExitCode::from(cofferdam_audit::run(&args).clamp(0, 255) as u8),
+        Command::Scan(args) => ExitCode::from(cofferdam_scan::run(&args).clamp(0, 255) as u8),
         Command::AttackChild { name, mode } => {
             let (Some(attack), Some(mode)) = (
                 cofferdam_attacks::find(&name),

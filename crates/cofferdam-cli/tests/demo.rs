@@ -61,11 +61,23 @@ fn demo_json_shows_every_heap_attack_working_unprotected_and_contained_where_cla
             backend == "mpk" || (backend == "split" && class == "uninitialized-read")
         );
     }
+    // Invalid returns are refused by validation on every protecting backend.
+    let invalid = rows
+        .iter()
+        .find(|r| r["class"] == "invalid-return")
+        .expect("invalid-return row");
+    assert_eq!(
+        invalid["unprotected"]["attack_succeeded"], true,
+        "{invalid}"
+    );
+    if backend != "none" {
+        assert_eq!(invalid["protected"]["contained"], true, "{invalid}");
+        assert_eq!(invalid["claimed"], true);
+    }
     // Later classes are listed, not left out.
     for class in [
         "stack-smash",
         "callback-abuse",
-        "invalid-return",
         "rights-escalation",
         "syscall-escape",
     ] {
@@ -164,4 +176,31 @@ fn bench_json_reports_the_null_call_side_by_side() {
         .unwrap()
         .iter()
         .any(|w| w["name"].as_str().unwrap().starts_with("alloc-mt")));
+}
+
+#[test]
+fn scan_and_audit_are_wired_into_the_cli() {
+    // The system's zlib has no WRPKRU/XRSTOR/XRSTORS: exit 0.
+    let libz = cofferdam()
+        .args(["scan", "/lib/x86_64-linux-gnu/libz.so.1"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        libz.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&libz.stderr)
+    );
+    // Not an ELF file: a clear error, exit 2.
+    let manifest = concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml");
+    let bad = cofferdam().args(["scan", manifest]).output().unwrap();
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("not an ELF file"));
+    // The audit of a directory without Cargo.toml is one line and exit 2.
+    let none = cofferdam().args(["audit", "/proc/self"]).output().unwrap();
+    assert_eq!(none.status.code(), Some(2));
+    assert_eq!(
+        String::from_utf8_lossy(&none.stderr).trim().lines().count(),
+        1
+    );
 }

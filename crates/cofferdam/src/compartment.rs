@@ -6,7 +6,7 @@ use std::sync::Arc;
 use crate::backend::{self, Backend};
 use crate::error::{Access, Error, Fault, FaultKind};
 use crate::foreign::ForeignPtr;
-use crate::gate::{self, FaultRecord, GateFrame};
+use crate::gate::{self, FaultRecord, GateFrame, MAX_STACK_ARGS};
 
 /// A group of foreign functions that fail together: the first fault in any
 /// of them poisons the compartment, and later calls return
@@ -99,6 +99,28 @@ impl Compartment {
         f: *const (),
         args: [u64; 6],
     ) -> Result<[u64; 2], Error> {
+        // SAFETY: forwarded contract.
+        unsafe { self.call_words_stack(function, f, args, &[]) }
+    }
+
+    /// As [`Compartment::call_words`], for functions with more than six
+    /// integer or pointer parameters: `stack` holds the 7th and later
+    /// arguments, in order, at most [`MAX_STACK_ARGS`] of them.
+    ///
+    /// # Safety
+    /// As for [`Compartment::call`]; `args` and `stack` together must match
+    /// the function's parameters.
+    ///
+    /// # Panics
+    /// If `stack` holds more than [`MAX_STACK_ARGS`] words.
+    #[inline]
+    pub unsafe fn call_words_stack(
+        &self,
+        function: &'static str,
+        f: *const (),
+        args: [u64; 6],
+        stack: &[u64],
+    ) -> Result<[u64; 2], Error> {
         if self.is_poisoned() {
             return Err(Error::Poisoned {
                 compartment: self.inner.name.clone(),
@@ -106,11 +128,12 @@ impl Compartment {
         }
         if self.inner.backend == Backend::None {
             // SAFETY: forwarded contract.
-            return Ok(unsafe { call_direct(f, args) });
+            return Ok(unsafe { call_direct(f, args, stack) });
         }
-        let mut frame = GateFrame::new(f as usize, args);
+        let mut frame = GateFrame::new(f as usize, args, stack);
         // SAFETY: the runtime is configured (Compartment::new ran it); the
-        // function's contract is the caller's.
+        // frame and `stack` outlive the call; the function's contract is the
+        // caller's.
         if unsafe { gate::call(&mut frame) } {
             Ok(frame.ret)
         } else {
@@ -163,17 +186,56 @@ struct Pair(u64, u64);
 /// The `none` backend: a plain call.
 ///
 /// # Safety
-/// As for [`Compartment::call`].
+/// As for [`Compartment::call_words_stack`].
 #[inline]
-unsafe fn call_direct(f: *const (), a: [u64; 6]) -> [u64; 2] {
-    // SAFETY: the caller vouches that `f` takes up to six integer/pointer
-    // arguments; passing extra argument registers to a function with fewer
-    // parameters is harmless in the System V ABI, and a 16-byte INTEGER-class
+unsafe fn call_direct(f: *const (), a: [u64; 6], stack: &[u64]) -> [u64; 2] {
+    assert!(
+        stack.len() <= MAX_STACK_ARGS,
+        "the gate carries at most {MAX_STACK_ARGS} stack arguments"
+    );
+    // SAFETY: the caller vouches that `f` takes these integer/pointer
+    // arguments; passing extra arguments (registers or stack slots) to a
+    // function with fewer parameters is harmless in the System V ABI, where
+    // the caller owns and pops the stack arguments; a 16-byte INTEGER-class
     // struct is returned in rax:rdx, which covers every integer, pointer and
     // void return.
     let r = unsafe {
-        let f: extern "C" fn(u64, u64, u64, u64, u64, u64) -> Pair = core::mem::transmute(f);
-        f(a[0], a[1], a[2], a[3], a[4], a[5])
+        if stack.is_empty() {
+            let f: extern "C" fn(u64, u64, u64, u64, u64, u64) -> Pair = core::mem::transmute(f);
+            f(a[0], a[1], a[2], a[3], a[4], a[5])
+        } else {
+            let mut s = [0u64; MAX_STACK_ARGS];
+            s[..stack.len()].copy_from_slice(stack);
+            type Wide = extern "C" fn(
+                u64,
+                u64,
+                u64,
+                u64,
+                u64,
+                u64,
+                u64,
+                u64,
+                u64,
+                u64,
+                u64,
+                u64,
+                u64,
+                u64,
+                u64,
+                u64,
+                u64,
+                u64,
+                u64,
+                u64,
+                u64,
+                u64,
+            ) -> Pair;
+            let f: Wide = core::mem::transmute(f);
+            f(
+                a[0], a[1], a[2], a[3], a[4], a[5], s[0], s[1], s[2], s[3], s[4], s[5], s[6], s[7],
+                s[8], s[9], s[10], s[11], s[12], s[13], s[14], s[15],
+            )
+        }
     };
     [r.0, r.1]
 }

@@ -50,13 +50,17 @@ pub mod validate;
 
 pub use alloc::{is_protected_region, ProtectedAlloc};
 pub use backend::Backend;
+pub use cofferdam_macros::{sandbox, ForeignEnum};
 pub use compartment::{Compartment, GateArg, GateArgs, GateReturn};
 pub use error::{Access, Error, Fault, FaultKind};
 pub use fault::is_wrapped as signal_is_wrapped;
 pub use foreign::{
     ForeignAllocError, ForeignBox, ForeignBuf, ForeignPtr, ForeignVec, OutOfBounds, Pod,
 };
-pub use gate::{read_pkru, wrpkru_pair_call};
+#[cfg(feature = "bench-floor")]
+#[doc(hidden)]
+pub use gate::wrpkru_pair_call;
+pub use gate::{read_pkru, MAX_STACK_ARGS};
 
 use core::fmt;
 

@@ -39,6 +39,37 @@ fn values_pass_through_the_gate() {
 }
 
 #[test]
+fn arguments_beyond_six_go_on_the_stack() {
+    let c = Compartment::new("wide").unwrap();
+    let regs = [1u64, 2, 3, 4, 5, 6];
+    let stack = [7u64, 8, (-9i64) as u64, 10];
+    let expected: i64 = (1..=10).map(|i: i64| i * if i == 9 { -9 } else { i }).sum();
+    // SAFETY: cd_sum10 takes ten longs and returns a long.
+    let r = unsafe { c.call_words_stack("cd_sum10", f(ffi::cd_sum10 as *const ()), regs, &stack) }
+        .unwrap();
+    assert_eq!(r[0] as i64, expected);
+    // Many calls in a row: the stack area is given back each time.
+    for k in 0..1000u64 {
+        let stack = [k, 0, 0, 0];
+        // SAFETY: as above.
+        let r = unsafe {
+            c.call_words_stack("cd_sum10", f(ffi::cd_sum10 as *const ()), [0; 6], &stack)
+        }
+        .unwrap();
+        assert_eq!(r[0], 7 * k);
+    }
+}
+
+#[test]
+#[should_panic(expected = "at most 16 stack arguments")]
+fn more_stack_arguments_than_the_gate_carries_panic() {
+    let c = Compartment::new("too-wide").unwrap();
+    // SAFETY: never called: the argument check comes first.
+    let _ =
+        unsafe { c.call_words_stack("cd_sum10", f(ffi::cd_sum10 as *const ()), [0; 6], &[0; 17]) };
+}
+
+#[test]
 fn a_fault_in_foreign_code_becomes_err_and_poisons() {
     let c = Compartment::new("faulty").unwrap();
     let other = Compartment::new("healthy").unwrap();

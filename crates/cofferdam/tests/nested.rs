@@ -71,7 +71,8 @@ fn sigbus_in_foreign_code_is_contained() {
     // A shared file mapping whose file is then truncated: touching it raises
     // SIGBUS.
     // tmpfs: pages past the end of a truncated file raise SIGBUS there.
-    let path = std::path::Path::new("/dev/shm").join(format!("cofferdam-sigbus-{}", std::process::id()));
+    let path =
+        std::path::Path::new("/dev/shm").join(format!("cofferdam-sigbus-{}", std::process::id()));
     let file = std::fs::OpenOptions::new()
         .read(true)
         .write(true)

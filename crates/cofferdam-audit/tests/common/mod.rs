@@ -4,7 +4,23 @@
 //! validator. Everything is offline: the schema is registered under its own
 //! `$id` and boon carries the draft-07 meta-schema; boon has no HTTP loader.
 
+#![allow(dead_code)] // each test binary uses a different part
+
+use cofferdam_audit::{audit_path, AuditOptions, Report};
 use serde_json::Value;
+use std::path::{Path, PathBuf};
+
+/// A fixture crate's directory.
+pub fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
+}
+
+/// Audits a fixture crate.
+pub fn audit(name: &str, deps: bool) -> Report {
+    audit_path(&fixture(name), &AuditOptions { deps }).expect("audit succeeds")
+}
 
 /// The schema file, as committed.
 pub const SARIF_SCHEMA: &str = include_str!("../data/sarif-schema-2.1.0.json");

@@ -73,15 +73,16 @@ pub struct ProtectedAlloc;
 const MI_MAX_ALIGN: usize = 64 * 1024;
 /// Requests larger than this get a mapping of their own.
 const DIRECT_THRESHOLD: usize = 1 << 30;
-const _: () = assert!(DIRECT_THRESHOLD * 2 <= MIN_REGION * 8);
+const _: () = assert!(DIRECT_THRESHOLD + (256 << 20) <= MIN_REGION);
 /// mimalloc's natural alignment: below it, the unaligned entry points suffice.
 const MI_NATURAL_ALIGN: usize = 16;
 /// Address space of one region. mimalloc's arenas hold at most 16 GiB
 /// including their bookkeeping (which for 16 GiB no longer fits the arena's
 /// largest object), so regions are 8 GiB; more are added as needed.
 const REGION_SIZE: usize = 8 << 30;
-/// The smallest region worth trying when address space is limited.
-const MIN_REGION: usize = 256 << 20;
+/// The smallest region worth trying when address space is limited: it
+/// still holds the largest request mimalloc serves, plus its bookkeeping.
+const MIN_REGION: usize = 2 << 30;
 /// mimalloc needs arenas aligned to its slice size.
 const ARENA_ALIGN: usize = 64 * 1024;
 /// 128 regions of 8 GiB: 1 TiB of heap.
@@ -119,10 +120,6 @@ fn tag_key() -> Option<u32> {
     backend::runtime().pkey
 }
 
-fn region_prot_none() -> i32 {
-    libc::PROT_NONE
-}
-
 /// Reserves a region, tags it, and registers it with mimalloc as an
 /// exclusive arena with a heap of its own. Returns the heap. Must be called
 /// with `grow_lock` held (or during initialisation).
@@ -136,7 +133,7 @@ fn add_region() -> Option<*mut mi::mi_heap_t> {
     // DIRECT_THRESHOLD, which even the smallest region holds.
     let mut size = REGION_SIZE;
     let base = loop {
-        match sys::map_aligned(size, ARENA_ALIGN, region_prot_none()) {
+        match sys::map_aligned(size, ARENA_ALIGN, libc::PROT_NONE) {
             Ok(p) => break p,
             Err(_) if size / 2 >= MIN_REGION => size /= 2,
             Err(_) => return None,
@@ -144,7 +141,7 @@ fn add_region() -> Option<*mut mi::mi_heap_t> {
     };
     if let Some(key) = tag_key() {
         // SAFETY: the whole range is the mapping just made; nothing uses it.
-        if unsafe { sys::pkey_mprotect(base.cast(), size, region_prot_none(), key) }.is_err() {
+        if unsafe { sys::pkey_mprotect(base.cast(), size, libc::PROT_NONE, key) }.is_err() {
             // SAFETY: as above.
             unsafe { sys::unmap(base, size) };
             return None;

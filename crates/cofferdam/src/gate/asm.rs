@@ -5,8 +5,10 @@
 //!  ─────────────────────────              ┌──────────────────────────────┐ high
 //!   push rbp, rbx, r12..r15, frame  ────▶ │ return address into Rust     │
 //!   frame.saved_rsp = rsp                 │ rbp rbx r12 r13 r14 r15      │
-//!   PKRU |= deny_mask   (WRPKRU)          │ frame pointer      ◀─ saved_rsp (16-aligned)
-//!   check PKRU denies P else ud2          ├──────────────────────────────┤
+//!   copy stack arguments (≤ 16)           │ frame pointer      ◀─ saved_rsp (16-aligned)
+//!   load every argument register          │ 128 bytes: arguments 7..22   │
+//!   PKRU |= deny_mask   (WRPKRU)          ├──────────────────────────────┤
+//!   check PKRU denies P else ud2          │ return address into the gate │
 //!   call frame.func(args…)  ────────────▶ │ foreign frames …             │ low
 //!   PKRU &= ~deny_mask  (WRPKRU)          └──────────────────────────────┘
 //!   check PKRU allows P else ud2
@@ -43,9 +45,50 @@ extern "C" {
         info: *mut libc::siginfo_t,
         ctx: *mut core::ffi::c_void,
     );
+}
+
+#[cfg(feature = "bench-floor")]
+extern "C" {
     /// The benchmark floor: `f(x)` between two bare WRPKRUs.
     pub(crate) fn cofferdam_wrpkru_pair_call(f: extern "C" fn(i32) -> i32, x: i32) -> i32;
 }
+
+// Only with the `bench-floor` feature: an unchecked WRPKRU pair is exactly the
+// kind of gadget the gate's checks exist to avoid.
+#[cfg(feature = "bench-floor")]
+core::arch::global_asm!(
+    // ──────────────────── cofferdam_wrpkru_pair_call ────────────────────
+    // int cofferdam_wrpkru_pair_call(int (*f)(int) /* rdi */, int x /* esi */)
+    // The benchmark floor: the bare WRPKRU pair around a call, with none of
+    // the gate's checks, frame or bookkeeping. Not a gate: never use it to
+    // call foreign code.
+    ".globl cofferdam_wrpkru_pair_call",
+    ".type cofferdam_wrpkru_pair_call,@function",
+    ".p2align 4",
+    "cofferdam_wrpkru_pair_call:",
+    "    push rbx",
+    "    mov rbx, rdi",
+    "    mov edi, esi",
+    "    xor ecx, ecx",
+    "    rdpkru",
+    "    or eax, dword ptr [rip + {cfg}]",
+    "    xor edx, edx",
+    "    wrpkru",
+    "    call rbx",
+    "    mov ebx, eax",
+    "    xor ecx, ecx",
+    "    rdpkru",
+    "    mov r11d, dword ptr [rip + {cfg}]",
+    "    not r11d",
+    "    and eax, r11d",
+    "    xor edx, edx",
+    "    wrpkru",
+    "    mov eax, ebx",
+    "    pop rbx",
+    "    ret",
+    ".size cofferdam_wrpkru_pair_call, .-cofferdam_wrpkru_pair_call",
+    cfg = sym CONFIG,
+);
 
 core::arch::global_asm!(
     // ───────────────────────── cofferdam_gate_call ─────────────────────────
@@ -67,41 +110,67 @@ core::arch::global_asm!(
     "    push r14",
     "    push r15",
     // The frame pointer goes on the stack too: foreign code may break the ABI
-    // and clobber callee-saved registers, so nothing is kept in them.
+    // and clobber callee-saved registers, so nothing is kept in them across
+    // the call.
     "    push rdi",
-    // Seven pushes after the return address: rsp ≡ 0 (mod 16), as a call needs.
+    // Seven pushes after the return address: rsp ≡ 0 (mod 16).
     "    mov qword ptr [rdi + 56], rsp",          // frame.saved_rsp: where a fault resumes
-    "    mov r11d, dword ptr [rip + {cfg}]",      // deny mask of P (0: no MPK)
-    "    test r11d, r11d",
-    "    jz 2f",
+    // Room for up to 16 stack arguments (the 7th and later), 16-aligned,
+    // filled from frame.stack_args[0..frame.nstack] (nstack <= 16, checked
+    // by the Rust side).
+    "    sub rsp, 128",
+    "    mov rcx, qword ptr [rdi + 88]",          // frame.nstack
+    "    mov rsi, qword ptr [rdi + 96]",          // frame.stack_args
+    "    xor eax, eax",
+    "20:",
+    "    cmp rax, rcx",
+    "    jae 21f",
+    "    mov rdx, qword ptr [rsi + rax*8]",
+    "    mov qword ptr [rsp + rax*8], rdx",
+    "    inc rax",
+    "    jmp 20b",
+    "21:",
+    // Everything the call needs is read from the frame *before* the rights
+    // are dropped: from then on, Rust memory is out of reach.
+    "    mov r12d, dword ptr [rip + {cfg}]",      // deny mask of P (0: no MPK)
     "    xor ecx, ecx",
+    "    test r12d, r12d",
+    "    jz 22f",
     "    rdpkru",                                 // eax = PKRU (trusted), edx = 0
     "    mov dword ptr [rdi + 64], eax",          // frame.trusted_pkru
-    "    or eax, r11d",                           // deny P
+    "    mov r13d, eax",
+    "    or r13d, r12d",                          // r13d = the value that denies P
+    "22:",
+    "    mov rbx, qword ptr [rdi]",               // the foreign function
+    "    mov rsi, qword ptr [rdi + 16]",          // argument 2
+    "    mov r10, qword ptr [rdi + 24]",          // argument 3 (rdx after WRPKRU)
+    "    mov r11, qword ptr [rdi + 32]",          // argument 4 (rcx after WRPKRU)
+    "    mov r8,  qword ptr [rdi + 40]",          // argument 5
+    "    mov r9,  qword ptr [rdi + 48]",          // argument 6
+    "    mov rdi, qword ptr [rdi + 8]",           // argument 1
+    "    test r12d, r12d",
+    "    jz 23f",
+    "    mov eax, r13d",
     "    xor ecx, ecx",
     "    xor edx, edx",
     "    wrpkru",                                 // ── rights on P dropped ──
     // Check the value written, against the mask re-read from the read-only
-    // page (a jump to the WRPKRU above with another eax ends here).
-    "    mov r10d, dword ptr [rip + {cfg}]",
-    "    mov r11d, eax",
-    "    and r11d, r10d",
-    "    cmp r11d, r10d",
+    // page: a jump onto the WRPKRU above with another eax ends here.
+    "    mov r13d, dword ptr [rip + {cfg}]",
+    "    mov r12d, eax",
+    "    and r12d, r13d",
+    "    cmp r12d, r13d",
     "    jne 9f",
-    "2:",
-    "    mov rax, qword ptr [rdi]",               // the foreign function
-    "    mov rsi, qword ptr [rdi + 16]",          // arguments 2..6
-    "    mov rdx, qword ptr [rdi + 24]",
-    "    mov rcx, qword ptr [rdi + 32]",
-    "    mov r8,  qword ptr [rdi + 40]",
-    "    mov r9,  qword ptr [rdi + 48]",
-    "    mov rdi, qword ptr [rdi + 8]",           // argument 1 last: rdi held the frame
-    "    call rax",
+    "23:",
+    "    mov rdx, r10",
+    "    mov rcx, r11",
+    "    call rbx",
     // Back from foreign code: rax/rdx hold its return value; keep them in
     // caller-saved registers the PKRU dance does not touch. The ABI says DF
     // is clear on return; foreign code may not keep to it, and Rust's
     // string operations depend on it.
     "    cld",
+    "    add rsp, 128",                           // drop the stack-argument area
     "    mov r8, rax",
     "    mov r9, rdx",
     "    mov r11d, dword ptr [rip + {cfg}]",
@@ -210,37 +279,6 @@ core::arch::global_asm!(
     "    ret",
     ".cfi_endproc",
     ".size cofferdam_signal_entry, .-cofferdam_signal_entry",
-    "",
-    // ──────────────────── cofferdam_wrpkru_pair_call ────────────────────
-    // int cofferdam_wrpkru_pair_call(int (*f)(int) /* rdi */, int x /* esi */)
-    // The benchmark floor: the bare WRPKRU pair around a call, with none of
-    // the gate's checks, frame or bookkeeping. Not a gate: never use it to
-    // call foreign code.
-    ".globl cofferdam_wrpkru_pair_call",
-    ".type cofferdam_wrpkru_pair_call,@function",
-    ".p2align 4",
-    "cofferdam_wrpkru_pair_call:",
-    "    push rbx",
-    "    mov rbx, rdi",
-    "    mov edi, esi",
-    "    xor ecx, ecx",
-    "    rdpkru",
-    "    or eax, dword ptr [rip + {cfg}]",
-    "    xor edx, edx",
-    "    wrpkru",
-    "    call rbx",
-    "    mov ebx, eax",
-    "    xor ecx, ecx",
-    "    rdpkru",
-    "    mov r11d, dword ptr [rip + {cfg}]",
-    "    not r11d",
-    "    and eax, r11d",
-    "    xor edx, edx",
-    "    wrpkru",
-    "    mov eax, ebx",
-    "    pop rbx",
-    "    ret",
-    ".size cofferdam_wrpkru_pair_call, .-cofferdam_wrpkru_pair_call",
     cfg = sym CONFIG,
     dispatch = sym crate::fault::cofferdam_signal_dispatch,
 );

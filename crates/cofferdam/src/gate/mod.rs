@@ -35,6 +35,7 @@ pub(crate) use asm::{cofferdam_gate_landing, cofferdam_signal_entry};
 /// This is not a gate (no check of the values written, no fault recovery):
 /// it exists only to measure what any MPK gate must cost on this CPU.
 #[doc(hidden)]
+#[cfg(feature = "bench-floor")]
 pub fn wrpkru_pair_call(f: extern "C" fn(i32) -> i32, x: i32) -> Option<i32> {
     crate::backend::runtime().pkey?;
     // SAFETY: the mpk backend is in force, so the configuration holds P's
@@ -57,6 +58,10 @@ pub(crate) struct FaultRecord {
     pub pkey: i32,
 }
 
+/// Arguments beyond the six in registers that the gate copies onto the
+/// stack (its argument area is 128 bytes).
+pub const MAX_STACK_ARGS: usize = 16;
+
 /// One call through the gate. The layout is shared with `asm.rs`: keep the
 /// offsets there in sync (checked by the `layout` test below).
 #[repr(C)]
@@ -73,6 +78,10 @@ pub(crate) struct GateFrame {
     pub status: u32,
     /// 72, 80: rax and rdx as the function returned them.
     pub ret: [u64; 2],
+    /// 88: how many arguments go on the stack (at most [`MAX_STACK_ARGS`]).
+    pub nstack: u64,
+    /// 96: the stack arguments, in order (the 7th argument first).
+    pub stack_args: *const u64,
     /// The enclosing call on this thread, if any.
     pub prev: *mut GateFrame,
     /// Written by the fault handler, and only read when `status` says the
@@ -81,10 +90,21 @@ pub(crate) struct GateFrame {
 }
 
 impl GateFrame {
-    pub(crate) fn new(func: usize, args: [u64; 6]) -> Self {
+    /// A frame for `func(args…, stack…)`.
+    ///
+    /// # Panics
+    /// If `stack` holds more than [`MAX_STACK_ARGS`] words.
+    #[inline]
+    pub(crate) fn new(func: usize, args: [u64; 6], stack: &[u64]) -> Self {
+        assert!(
+            stack.len() <= MAX_STACK_ARGS,
+            "the gate carries at most {MAX_STACK_ARGS} stack arguments"
+        );
         GateFrame {
             func,
             args,
+            nstack: stack.len() as u64,
+            stack_args: stack.as_ptr(),
             saved_rsp: 0,
             trusted_pkru: 0,
             status: 0,
@@ -164,6 +184,8 @@ mod tests {
         assert_eq!(offset_of!(GateFrame, trusted_pkru), 64);
         assert_eq!(offset_of!(GateFrame, status), 68);
         assert_eq!(offset_of!(GateFrame, ret), 72);
+        assert_eq!(offset_of!(GateFrame, nstack), 88);
+        assert_eq!(offset_of!(GateFrame, stack_args), 96);
         assert_eq!(offset_of!(config::GateConfig, deny_mask), 0);
     }
 }

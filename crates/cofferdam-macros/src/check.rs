@@ -1,0 +1,319 @@
+//! Decides what each parameter and return is, and refuses what the gate
+//! cannot carry, naming the function and pointing at the offending tokens.
+
+use proc_macro2::Span;
+use syn::spanned::Spanned;
+use syn::{FnArg, GenericArgument, Ident, LitStr, Pat, PathArguments, ReturnType, Type};
+
+use crate::attr::Args;
+use crate::parse::{Block, Func};
+use crate::Errors;
+
+/// The most integer or pointer arguments the gate carries (`rdi`, `rsi`,
+/// `rdx`, `rcx`, `r8`, `r9`).
+/// Integer or pointer arguments the gate carries: six in registers and up
+/// to `cofferdam::MAX_STACK_ARGS` (16) on the stack.
+pub(crate) const MAX_ARGS: usize = 6 + 16;
+/// Of which in registers.
+pub(crate) const REG_ARGS: usize = 6;
+
+/// A parameter, as the wrapper takes it.
+pub(crate) enum Param {
+    /// `*const T` / `*mut T`: the wrapper asks for foreign memory holding `T`.
+    Ptr { name: Ident, pointee: Type },
+    /// `*const c_void` / `*mut c_void`: any foreign pointer (`span`: the
+    /// pointee's, for errors).
+    Void { name: Ident, span: Span },
+    /// `unsafe extern "C" fn(..)`, or `Option` of one.
+    Callback {
+        name: Ident,
+        ty: Type,
+        optional: bool,
+    },
+    /// Anything else: passed by value if it implements `ForeignArg`.
+    Scalar { name: Ident, ty: Type },
+}
+
+impl Param {
+    pub(crate) fn name(&self) -> &Ident {
+        match self {
+            Param::Ptr { name, .. }
+            | Param::Void { name, .. }
+            | Param::Callback { name, .. }
+            | Param::Scalar { name, .. } => name,
+        }
+    }
+}
+
+/// A return, as the wrapper gives it back.
+pub(crate) enum Ret {
+    /// Nothing.
+    Unit,
+    /// `*const T` / `*mut T`: a validated `ForeignPtr<T>`.
+    Ptr(Type),
+    /// Anything else: validated by `FromForeign`.
+    Value(Type),
+}
+
+/// A function ready to be wrapped.
+pub(crate) struct Checked {
+    pub(crate) func: Func,
+    pub(crate) params: Vec<Param>,
+    pub(crate) ret: Ret,
+    pub(crate) safe: bool,
+}
+
+/// Checks the whole block against the attribute's arguments.
+pub(crate) fn block(
+    args: &Args,
+    block: Block,
+    errors: &mut Errors,
+) -> (Block, Vec<Checked>, Option<LitStr>) {
+    if let Some(name) = &block.abi.name {
+        if name.value() != "C" {
+            errors.push(syn::Error::new_spanned(
+                name,
+                format!(
+                    "the gate calls functions with the C calling convention, not `extern \"{}\"`",
+                    name.value()
+                ),
+            ));
+        }
+    }
+    let compartment = match (&args.compartment, &block.link_name) {
+        (Some(c), _) => Some(c.clone()),
+        (None, Some(l)) => Some(l.clone()),
+        (None, None) => {
+            errors.push(syn::Error::new(
+                block.span,
+                "name the compartment: `#[cofferdam::sandbox(compartment = \"name\")]`, or give the block `#[link(name = \"..\")]`",
+            ));
+            None
+        }
+    };
+    for s in &args.safe {
+        if !block.fns.iter().any(|f| f.sig.ident == *s) {
+            errors.push(syn::Error::new_spanned(
+                s,
+                format!("`safe({s})`: this block declares no function `{s}`"),
+            ));
+        }
+    }
+    let mut block = block;
+    let fns = std::mem::take(&mut block.fns);
+    let checked = fns
+        .into_iter()
+        .map(|func| function(args, func, errors))
+        .collect();
+    (block, checked, compartment)
+}
+
+fn function(args: &Args, func: Func, errors: &mut Errors) -> Checked {
+    let sig = &func.sig;
+    let fname = &sig.ident;
+    if !sig.generics.params.is_empty() || sig.generics.where_clause.is_some() {
+        errors.push(syn::Error::new_spanned(
+            &sig.generics,
+            format!("`{fname}`: a foreign function cannot be generic"),
+        ));
+    }
+    if let Some(v) = &sig.variadic {
+        errors.push(syn::Error::new_spanned(
+            v,
+            format!(
+                "`{fname}` is variadic (`...`); the gate passes a fixed list of integer or pointer arguments, so a variadic function cannot be sandboxed: declare a non-variadic function for each use"
+            ),
+        ));
+    }
+    let n = sig.inputs.len();
+    if n > MAX_ARGS {
+        errors.push(syn::Error::new_spanned(
+            &sig.inputs,
+            format!(
+                "`{fname}` has {n} parameters; the gate carries at most {MAX_ARGS} integer or pointer arguments (6 in registers, 16 on the stack)"
+            ),
+        ));
+    }
+    let mut params = Vec::new();
+    for (i, input) in sig.inputs.iter().enumerate() {
+        let FnArg::Typed(pt) = input else {
+            errors.push(syn::Error::new_spanned(input, "unexpected `self`"));
+            continue;
+        };
+        let name = match &*pt.pat {
+            Pat::Ident(p) if p.ident != "_" => p.ident.clone(),
+            _ => Ident::new(&format!("__cofferdam_arg{i}"), Span::call_site()),
+        };
+        let what = format!("`{fname}`: parameter `{}`", name);
+        if let Some(p) = param(&what, name, &pt.ty, errors) {
+            params.push(p);
+        }
+    }
+    let ret = match &sig.output {
+        ReturnType::Default => Ret::Unit,
+        ReturnType::Type(_, ty) => ret(&format!("`{fname}`: the return"), fname, ty, errors),
+    };
+    let listed = args.safe.iter().any(|s| s == fname);
+    let marker = func.safe_marker;
+    let safe = listed || marker.is_some();
+    if safe {
+        let pointer = params.iter().find(|p| !matches!(p, Param::Scalar { .. }));
+        if let Some(p) = pointer {
+            let at = marker.unwrap_or_else(|| {
+                args.safe
+                    .iter()
+                    .find(|s| *s == fname)
+                    .map(|s| s.span())
+                    .unwrap_or_else(Span::call_site)
+            });
+            let kind = match p {
+                Param::Callback { .. } => "a callback",
+                _ => "a pointer",
+            };
+            errors.push(syn::Error::new(
+                at,
+                format!(
+                    "`{fname}` cannot have a safe wrapper: its parameter `{}` is {kind}, and safe code can make a `ForeignPtr` of any address (`ForeignPtr::from_addr`), so a safe caller could make it reach Rust memory the backend does not protect (Rust stacks and statics; everything under the `split` and `none` backends). Keep it `unsafe` and write a safe function around it that owns the buffers",
+                    p.name()
+                ),
+            ));
+        }
+    }
+    Checked {
+        func,
+        params,
+        ret,
+        safe,
+    }
+}
+
+/// The last segment's name of a path type (`c_double` of
+/// `::std::os::raw::c_double`).
+fn last_ident(ty: &Type) -> Option<&Ident> {
+    match ty {
+        Type::Path(p) if p.qself.is_none() => p.path.segments.last().map(|s| &s.ident),
+        _ => None,
+    }
+}
+
+fn unparen(ty: &Type) -> &Type {
+    match ty {
+        Type::Paren(p) => unparen(&p.elem),
+        Type::Group(g) => unparen(&g.elem),
+        t => t,
+    }
+}
+
+/// `Option<T>`'s `T`.
+fn option_of(ty: &Type) -> Option<&Type> {
+    let Type::Path(p) = ty else { return None };
+    let seg = p.path.segments.last()?;
+    if seg.ident != "Option" {
+        return None;
+    }
+    let PathArguments::AngleBracketed(a) = &seg.arguments else {
+        return None;
+    };
+    match a.args.first()? {
+        GenericArgument::Type(t) if a.args.len() == 1 => Some(unparen(t)),
+        _ => None,
+    }
+}
+
+/// Refuses what no register carries; `what` names the function and the slot.
+fn unsupported(what: &str, ty: &Type) -> Option<syn::Error> {
+    let msg = match unparen(ty) {
+        Type::Reference(_) => format!(
+            "{what} is a Rust reference; declare it as a pointer (`*const T` or `*mut T`): the wrapper then takes foreign memory"
+        ),
+        Type::Array(_) | Type::Slice(_) => format!(
+            "{what} is an array; C passes arrays as pointers: declare it `*const T` or `*mut T`"
+        ),
+        Type::Tuple(t) if !t.elems.is_empty() => {
+            format!("{what} is a tuple; the gate carries integers and pointers only")
+        }
+        Type::TraitObject(_) | Type::ImplTrait(_) | Type::Infer(_) | Type::Macro(_) => {
+            format!("{what} has a type the gate cannot carry")
+        }
+        t => match last_ident(t).map(|i| i.to_string()).as_deref() {
+            Some("f32" | "f64" | "c_float" | "c_double" | "c_longdouble") => format!(
+                "{what} is a float; the gate carries only integer and pointer arguments and returns (no vector registers)"
+            ),
+            Some("u128" | "i128") => format!(
+                "{what} is a 128-bit integer; the gate carries values of at most 64 bits"
+            ),
+            _ => return None,
+        },
+    };
+    Some(syn::Error::new_spanned(ty, msg))
+}
+
+fn is_void(ty: &Type) -> bool {
+    last_ident(unparen(ty)).is_some_and(|i| i == "c_void")
+}
+
+fn param(what: &str, name: Ident, ty: &Type, errors: &mut Errors) -> Option<Param> {
+    if let Some(e) = unsupported(what, ty) {
+        errors.push(e);
+        return None;
+    }
+    let t = unparen(ty);
+    Some(match t {
+        Type::Ptr(p) if is_void(&p.elem) => Param::Void {
+            name,
+            span: p.elem.span(),
+        },
+        Type::Ptr(p) => Param::Ptr {
+            name,
+            pointee: (*p.elem).clone(),
+        },
+        Type::BareFn(_) => Param::Callback {
+            name,
+            ty: ty.clone(),
+            optional: false,
+        },
+        _ if matches!(option_of(t), Some(Type::BareFn(_))) => Param::Callback {
+            name,
+            ty: ty.clone(),
+            optional: true,
+        },
+        Type::Never(_) => {
+            errors.push(syn::Error::new_spanned(ty, format!("{what} cannot be `!`")));
+            return None;
+        }
+        _ => Param::Scalar {
+            name,
+            ty: ty.clone(),
+        },
+    })
+}
+
+fn ret(what: &str, fname: &Ident, ty: &Type, errors: &mut Errors) -> Ret {
+    if let Some(e) = unsupported(what, ty) {
+        errors.push(e);
+        return Ret::Unit;
+    }
+    let t = unparen(ty);
+    match t {
+        Type::Tuple(_) => Ret::Unit,
+        Type::Ptr(p) => Ret::Ptr((*p.elem).clone()),
+        Type::Never(_) => {
+            errors.push(syn::Error::new_spanned(
+                ty,
+                format!("`{fname}` is declared not to return (`!`), which the gate cannot check: declare it without a return type"),
+            ));
+            Ret::Unit
+        }
+        Type::BareFn(_) => fn_ptr_error(fname, ty, errors),
+        _ if matches!(option_of(t), Some(Type::BareFn(_))) => fn_ptr_error(fname, ty, errors),
+        _ => Ret::Value(ty.clone()),
+    }
+}
+
+fn fn_ptr_error(fname: &Ident, ty: &Type, errors: &mut Errors) -> Ret {
+    errors.push(syn::Error::new_spanned(
+        ty,
+        format!("`{fname}` returns a function pointer; calling it from Rust would bypass the gate: declare the return as `*mut c_void` (a `ForeignPtr`)"),
+    ));
+    Ret::Unit
+}

@@ -1,0 +1,51 @@
+// What the gate cannot carry is refused by the macro, naming the function;
+// every problem of a block is reported at once.
+// (On errors the macro emits only them, so the imports go unused.)
+#![allow(unused_imports)]
+
+use core::ffi::{c_char, c_double, c_int, c_void};
+
+#[cofferdam::sandbox(compartment = "limits", safe(memset, nowhere))]
+extern "C" {
+    fn printf(format: *const c_char, ...) -> c_int;
+    fn too_many(
+        a0: c_int,
+        a1: c_int,
+        a2: c_int,
+        a3: c_int,
+        a4: c_int,
+        a5: c_int,
+        a6: c_int,
+        a7: c_int,
+        a8: c_int,
+        a9: c_int,
+        a10: c_int,
+        a11: c_int,
+        a12: c_int,
+        a13: c_int,
+        a14: c_int,
+        a15: c_int,
+        a16: c_int,
+        a17: c_int,
+        a18: c_int,
+        a19: c_int,
+        a20: c_int,
+        a21: c_int,
+        a22: c_int,
+    ) -> c_int;
+    fn sqrt(x: c_double) -> f64;
+    fn wide(x: u128) -> u64;
+    fn by_ref(x: &mut u8);
+    fn memset(s: *mut c_void, c: c_int, n: usize) -> *mut c_void;
+}
+
+extern "C" fn cb() {}
+
+#[cofferdam::sandbox]
+extern "C" {
+    fn unnamed(f: Option<unsafe extern "C" fn()>);
+}
+
+fn main() {
+    let _ = cb;
+}
