@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use crate::backend::{self, Backend};
 use crate::error::{Access, Error, Fault, FaultKind};
-use crate::foreign::ForeignPtr;
+use crate::foreign::{ForeignPtr, ForeignVec, Pod};
 use crate::gate::{self, FaultRecord, GateFrame, MAX_STACK_ARGS};
 
 /// A group of foreign functions that fail together: the first fault in any
@@ -143,6 +143,67 @@ impl Compartment {
             let record = unsafe { frame.fault.assume_init_ref() };
             Err(Error::Fault(self.fault(function, record)))
         }
+    }
+
+    /// Copies `count` elements out of memory that foreign code pointed to
+    /// (a returned string, a field of a foreign struct), safely: the copy is
+    /// made by C's `memcpy` *through this compartment's gate* into a fresh
+    /// foreign buffer, so a wild pointer faults inside the gate and comes
+    /// back as [`Error::Fault`] (poisoning the compartment) instead of
+    /// undefined behaviour; then the bytes are copied into Rust. A pointer
+    /// into the protected heap is refused with [`Error::Invalid`] without
+    /// being touched, whatever the backend.
+    ///
+    /// ```
+    /// # #[global_allocator]
+    /// # static GLOBAL: cofferdam::ProtectedAlloc = cofferdam::ProtectedAlloc;
+    /// let c = cofferdam::Compartment::new("reader")?;
+    /// let buf = cofferdam::ForeignBuf::from_str_nul("hello")?;
+    /// assert_eq!(c.read_foreign(buf.as_foreign_ptr(), 5)?, b"hello");
+    /// assert!(c.read_foreign(cofferdam::ForeignPtr::<u8>::from_addr(8), 4).is_err());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn read_foreign<T: Pod>(&self, p: ForeignPtr<T>, count: usize) -> Result<Vec<T>, Error> {
+        const FUNCTION: &str = "memcpy (Compartment::read_foreign)";
+        let bytes = count
+            .checked_mul(core::mem::size_of::<T>())
+            .ok_or_else(|| Error::Invalid {
+                function: FUNCTION,
+                detail: format!(
+                    "{count} elements of {} bytes overflow",
+                    core::mem::size_of::<T>()
+                ),
+            })?;
+        if bytes == 0 {
+            return Ok(Vec::new());
+        }
+        let end = p.addr().checked_add(bytes).ok_or_else(|| Error::Invalid {
+            function: FUNCTION,
+            detail: format!("{:#x} + {bytes} bytes wraps around", p.addr()),
+        })?;
+        if crate::alloc::is_protected_region(p.addr()) || crate::alloc::is_protected_region(end - 1)
+        {
+            return Err(Error::Invalid {
+                function: FUNCTION,
+                detail: format!("{:#x}..{end:#x} lies in the protected Rust heap", p.addr()),
+            });
+        }
+        let out = ForeignVec::<T>::zeroed(count).map_err(|e| Error::Invalid {
+            function: FUNCTION,
+            detail: e.to_string(),
+        })?;
+        // SAFETY: memcpy(void *dst, const void *src, size_t n) -> void*:
+        // `out` holds `bytes` bytes of foreign memory; the source is whatever
+        // foreign code gave us: a bad one faults inside the gate and is
+        // contained (or, on the `none` backend, behaves as C would).
+        let _: *mut u8 = unsafe {
+            self.call(
+                FUNCTION,
+                libc::memcpy as *const (),
+                (out.as_foreign_ptr(), p.addr(), bytes),
+            )
+        }?;
+        Ok(out.to_vec())
     }
 
     #[cold]

@@ -78,3 +78,32 @@ fn over_aligned_pod_is_aligned() {
     let v = ForeignVec::<Line>::zeroed(3).unwrap();
     assert_eq!(v.as_foreign_ptr().addr() % 64, 0);
 }
+
+#[test]
+fn read_foreign_copies_through_the_gate_and_contains_bad_pointers() {
+    let c = cofferdam::Compartment::new("reader").unwrap();
+    let v = ForeignVec::from_slice(&[10u32, 20, 30]).unwrap();
+    assert_eq!(
+        c.read_foreign(v.as_foreign_ptr(), 3).unwrap(),
+        vec![10, 20, 30]
+    );
+    assert_eq!(
+        c.read_foreign(v.as_foreign_ptr(), 0).unwrap(),
+        Vec::<u32>::new()
+    );
+    // Rust's heap is refused before anything is read, on every backend.
+    let rust = Box::new([7u8; 32]);
+    let p = cofferdam::ForeignPtr::<u8>::from_addr(rust.as_ptr() as usize);
+    assert!(matches!(
+        c.read_foreign(p, 32),
+        Err(cofferdam::Error::Invalid { .. })
+    ));
+    assert!(!c.is_poisoned());
+    // A wild pointer faults inside the gate: an error, and the compartment is poisoned.
+    let wild = cofferdam::ForeignPtr::<u8>::from_addr(16);
+    assert!(matches!(
+        c.read_foreign(wild, 8),
+        Err(cofferdam::Error::Fault(_))
+    ));
+    assert!(c.is_poisoned());
+}
