@@ -176,6 +176,20 @@ fn bench_json_reports_the_null_call_side_by_side() {
         .unwrap()
         .iter()
         .any(|w| w["name"].as_str().unwrap().starts_with("alloc-mt")));
+    // Real libraries, bare and gated in the same run.
+    for name in [
+        "zlib-compress-8MiB",
+        "zlib-decompress-8MiB",
+        "sqlite-100k-rows",
+    ] {
+        let all = w.as_array().unwrap();
+        let real = all
+            .iter()
+            .find(|w| w["name"] == name)
+            .unwrap_or_else(|| panic!("no {name}"));
+        assert!(real["bare_ns"].as_f64().unwrap() > 0.0, "{real}");
+        assert!(real["gate_ns"].as_f64().unwrap() > 0.0, "{real}");
+    }
 }
 
 #[test]
