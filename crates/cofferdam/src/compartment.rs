@@ -206,6 +206,46 @@ impl Compartment {
         Ok(out.to_vec())
     }
 
+    /// Copies a NUL-terminated string out of foreign memory, at most `max`
+    /// bytes of it (without the NUL), through the gate like
+    /// [`Compartment::read_foreign`]: `strnlen` and the copy both run as
+    /// foreign code, so a wild pointer is [`Error::Fault`], never undefined
+    /// behaviour.
+    ///
+    /// ```
+    /// # #[global_allocator]
+    /// # static GLOBAL: cofferdam::ProtectedAlloc = cofferdam::ProtectedAlloc;
+    /// let c = cofferdam::Compartment::new("strings")?;
+    /// let s = cofferdam::ForeignBuf::from_str_nul("zlib 1.3")?;
+    /// assert_eq!(c.read_foreign_cstr(s.as_foreign_ptr(), 64)?, b"zlib 1.3");
+    /// assert_eq!(c.read_foreign_cstr(s.as_foreign_ptr(), 4)?, b"zlib");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn read_foreign_cstr(&self, p: ForeignPtr<u8>, max: usize) -> Result<Vec<u8>, Error> {
+        if p.is_null() {
+            return Err(Error::Invalid {
+                function: "strnlen (Compartment::read_foreign_cstr)",
+                detail: "null string".into(),
+            });
+        }
+        if crate::alloc::is_protected_region(p.addr()) {
+            return Err(Error::Invalid {
+                function: "strnlen (Compartment::read_foreign_cstr)",
+                detail: format!("{:#x} lies in the protected Rust heap", p.addr()),
+            });
+        }
+        // SAFETY: strnlen(const char *s, size_t maxlen) -> size_t; it reads
+        // at most `max` bytes of whatever `p` names, inside the gate.
+        let n: usize = unsafe {
+            self.call(
+                "strnlen (Compartment::read_foreign_cstr)",
+                libc::strnlen as *const (),
+                (p, max),
+            )
+        }?;
+        self.read_foreign(p, n.min(max))
+    }
+
     #[cold]
     fn fault(&self, function: &'static str, r: &FaultRecord) -> Fault {
         let kind = match (r.signal, r.si_code) {

@@ -107,3 +107,35 @@ fn read_foreign_copies_through_the_gate_and_contains_bad_pointers() {
     ));
     assert!(c.is_poisoned());
 }
+
+#[test]
+fn bulk_copies_are_exact_at_every_offset_and_length() {
+    let v = ForeignVec::<u8>::zeroed(300).unwrap();
+    let data: Vec<u8> = (0..300u32).map(|i| (i * 7 + 3) as u8).collect();
+    for start in 0..17 {
+        for len in [0usize, 1, 7, 8, 9, 15, 16, 17, 64, 100, 300 - 17] {
+            v.fill(0);
+            v.write(start, &data[..len]).unwrap();
+            let mut back = vec![0u8; len];
+            v.read(start, &mut back).unwrap();
+            assert_eq!(back, &data[..len], "start {start} len {len}");
+            let all = v.to_vec();
+            assert!(
+                all[..start].iter().all(|&b| b == 0),
+                "nothing written before {start}"
+            );
+            assert!(
+                all[start + len..].iter().all(|&b| b == 0),
+                "nothing written after {}",
+                start + len
+            );
+        }
+    }
+    let mut out = vec![1u8, 2];
+    v.write(0, &data[..10]).unwrap();
+    v.append_to(10, &mut out).unwrap();
+    assert_eq!(out[2..], data[..10]);
+    assert!(v.append_to(301, &mut out).is_err());
+    let w = ForeignVec::from_slice(&[1u64, u64::MAX, 3]).unwrap();
+    assert_eq!(w.to_vec(), vec![1, u64::MAX, 3]);
+}

@@ -85,24 +85,6 @@ fn handle<T>(function: &'static str, out: &ForeignBox<u64>) -> Result<ForeignPtr
     )?)
 }
 
-/// Copies bytes from `p` up to its first NUL, at most `max` of them.
-///
-/// # Safety
-/// `p` must be readable up to its first NUL or for `max` bytes, whichever
-/// comes first, and no foreign code may write them during the copy.
-unsafe fn copy_c_str(p: ForeignPtr<u8>, max: usize) -> Vec<u8> {
-    let mut out = Vec::new();
-    for i in 0..max {
-        // SAFETY: i < max and no NUL was seen before i: within the contract.
-        let b = unsafe { p.as_raw().add(i).read() };
-        if b == 0 {
-            break;
-        }
-        out.push(b);
-    }
-    out
-}
-
 /// An open database connection.
 pub struct Db {
     db: ForeignPtr<Sqlite3>,
@@ -167,18 +149,23 @@ impl Db {
 
     /// `sqlite3_errmsg`, copied out.
     pub fn errmsg(&self) -> String {
-        self.count(1);
+        self.count(3); // errmsg, strnlen, memcpy
         // SAFETY: `db` is an open connection.
         let p = match unsafe { sqlite3_errmsg(self.db) } {
             Ok(p) if !p.is_null() => p,
             Ok(_) => return String::new(),
             Err(e) => return format!("(no message: {e})"),
         };
-        // SAFETY: sqlite3_errmsg returns a NUL-terminated string that stays
-        // valid until the next call on this connection; reading stops at its
-        // NUL (or after 4 KiB, longer than any SQLite message).
-        let msg = unsafe { copy_c_str(ForeignPtr::from_addr(p.addr()), 4096) };
-        String::from_utf8_lossy(&msg).into_owned()
+        // SQLite's message, read through the gate (a lying pointer is an
+        // error, not UB); 4 KiB is longer than any SQLite message.
+        let compartment = match sqlite_compartment() {
+            Ok(c) => c,
+            Err(e) => return format!("(no message: {e})"),
+        };
+        match compartment.read_foreign_cstr(ForeignPtr::from_addr(p.addr()), 4096) {
+            Ok(msg) => String::from_utf8_lossy(&msg).into_owned(),
+            Err(e) => format!("(no message: {e})"),
+        }
     }
 
     /// Runs SQL that returns no rows.

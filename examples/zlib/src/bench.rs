@@ -70,7 +70,7 @@ fn workload<T: PartialEq>(
         "bare_mib_per_s": round2(mib / (b / 1e9)),
         "gate_mib_per_s": round2(mib / (g / 1e9)),
         "rounds": rounds,
-        "note": "gate: buffers copied with memcpy (crate::copy, CopyMode::Bulk); gate_volatile_copy: with the runtime's ForeignVec::write/read (volatile, byte by byte)",
+        "note": "gate: buffers copied with memcpy (crate::copy, CopyMode::Bulk); gate_volatile_copy: with the runtime's ForeignVec::write/append_to (volatile SSE2 loads and stores)",
     })
 }
 

@@ -1,12 +1,15 @@
 //! Copying bytes between Rust and a foreign buffer.
 //!
-//! The runtime's own copies, [`ForeignVec::write`](cofferdam::ForeignVec::write) and [`ForeignVec::read`](cofferdam::ForeignVec::read),
-//! move one volatile element at a time: about 0.17 ns per byte here, three
-//! times a `memcpy`, and they need an initialised destination (a zero-fill
-//! first). For zlib's megabytes that is several percent of a decompression
-//! ([`CopyMode::Volatile`], measured by the benchmark). Until the runtime has
-//! a bulk copy, [`CopyMode::Bulk`] does it here with `copy_nonoverlapping`,
-//! which is what the public functions use.
+//! The runtime's own copies ([`ForeignVec::write`](cofferdam::ForeignVec::write),
+//! [`ForeignVec::append_to`](cofferdam::ForeignVec::append_to)) are volatile
+//! on the foreign side (16-byte SSE2 accesses), because in general foreign
+//! code may touch the buffer at any time from any thread. They cost about 2 %
+//! of a decompression more than `memcpy` (glibc's `rep movsb`), which is the
+//! whole of the 2 % budget ([`CopyMode::Volatile`], measured by the
+//! benchmark). For zlib that generality is not needed: zlib starts no threads
+//! and touches these buffers only inside calls this thread makes through the
+//! gate, so between calls nothing foreign writes them, and [`CopyMode::Bulk`]
+//! copies with `copy_nonoverlapping`. That is what the public functions use.
 
 use cofferdam::ForeignBuf;
 
@@ -15,10 +18,11 @@ use crate::Error;
 /// How bytes cross between Rust and foreign buffers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum CopyMode {
-    /// `ptr::copy_nonoverlapping`, in this crate (no runtime API yet).
+    /// `ptr::copy_nonoverlapping`, in this crate (see the module docs for why
+    /// that is sound for zlib).
     Bulk,
-    /// The runtime's [`ForeignVec::write`](cofferdam::ForeignVec::write)/[`ForeignVec::read`](cofferdam::ForeignVec::read): volatile,
-    /// byte by byte.
+    /// The runtime's [`ForeignVec::write`](cofferdam::ForeignVec::write) /
+    /// [`ForeignVec::append_to`](cofferdam::ForeignVec::append_to): volatile.
     Volatile,
 }
 
@@ -53,13 +57,10 @@ pub fn append(out: &mut Vec<u8>, buf: &ForeignBuf, n: usize, mode: CopyMode) -> 
             buf.len()
         )));
     }
-    let start = out.len();
     match mode {
-        CopyMode::Volatile => {
-            out.resize(start + n, 0);
-            buf.read(0, &mut out[start..]).expect("checked above");
-        }
+        CopyMode::Volatile => buf.append_to(n, out).expect("checked above"),
         CopyMode::Bulk => {
+            let start = out.len();
             out.reserve(n);
             // SAFETY: the source is `n <= buf.len()` bytes (checked above) of
             // a live foreign allocation; u8 has no invalid values, so

@@ -112,33 +112,10 @@ pub fn version() -> Result<String, Error> {
     if p.is_null() {
         return Err(Error::Protocol("zlibVersion returned null".into()));
     }
-    // Cofferdam has no API to copy bytes out of a `ForeignPtr` (only out of
-    // ForeignBox/ForeignVec, which Rust allocated): read it here.
-    // SAFETY: zlibVersion returns a pointer to the string literal
-    // ZLIB_VERSION in the library's read-only data (checked non-null above;
-    // the gate checked it is not in the protected heap). A literal is
-    // NUL-terminated and lives as long as the program; at most 64 bytes are
-    // read, and reading stops at the NUL.
-    let bytes = unsafe { read_c_str(p.as_raw().cast::<u8>(), 64) };
+    // Copied through the gate: a lying pointer is an error, not UB.
+    let bytes =
+        zlib_compartment()?.read_foreign_cstr(cofferdam::ForeignPtr::from_addr(p.addr()), 64)?;
     Ok(String::from_utf8_lossy(&bytes).into_owned())
-}
-
-/// Copies bytes from `p` up to the first NUL, at most `max` of them.
-///
-/// # Safety
-/// `p` must be readable up to its first NUL byte or `max` bytes, whichever
-/// comes first.
-unsafe fn read_c_str(p: *const u8, max: usize) -> Vec<u8> {
-    let mut out = Vec::new();
-    for i in 0..max {
-        // SAFETY: i < max and no NUL was seen before i: within the contract.
-        let b = unsafe { p.add(i).read_volatile() };
-        if b == 0 {
-            break;
-        }
-        out.push(b);
-    }
-    out
 }
 
 /// The address of a foreign buffer, as `z_stream` stores it.
