@@ -150,7 +150,7 @@ impl Db {
     /// `sqlite3_errmsg`, copied out.
     pub fn errmsg(&self) -> String {
         self.count(3); // errmsg, strnlen, memcpy
-        // SAFETY: `db` is an open connection.
+                       // SAFETY: `db` is an open connection.
         let p = match unsafe { sqlite3_errmsg(self.db) } {
             Ok(p) if !p.is_null() => p,
             Ok(_) => return String::new(),
