@@ -38,8 +38,10 @@ use syn::{parse_macro_input, DeriveInput, ItemForeignMod};
 /// }
 ///
 /// let text = ForeignBuf::from_str_nul("cofferdam")?;
+/// // SAFETY: `text` is a NUL-terminated string in foreign memory.
 /// let n: usize = unsafe { strlen(&text) }?;       // Result<usize, cofferdam::Error>
 /// let a: c_int = abs(-3)?;                         // safe: integers only
+/// // SAFETY: `text` holds at least the 4 bytes memset writes.
 /// let p: ForeignPtr<c_void> = unsafe { memset(&text, 0, 4) }?;
 /// ```
 ///

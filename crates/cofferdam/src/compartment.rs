@@ -7,6 +7,7 @@ use crate::backend::{self, Backend};
 use crate::error::{Access, Error, Fault, FaultKind};
 use crate::foreign::{ForeignPtr, ForeignVec, Pod};
 use crate::gate::{self, FaultRecord, GateFrame, MAX_STACK_ARGS};
+use crate::validate::ForeignArg;
 
 /// A group of foreign functions that fail together: the first fault in any
 /// of them poisons the compartment, and later calls return
@@ -342,25 +343,19 @@ unsafe fn call_direct(f: *const (), a: [u64; 6], stack: &[u64]) -> [u64; 2] {
 }
 
 /// A value that travels in one integer register.
+///
+/// Every [`ForeignArg`] (integers, `bool`, `char`, `ForeignEnum`s) is one;
+/// this low-level, `unsafe` entry point also takes raw pointers, which the
+/// `sandbox` wrappers deliberately refuse.
 pub trait GateArg {
     /// The register's content.
     fn into_word(self) -> u64;
 }
 
-macro_rules! arg_int {
-    ($($t:ty),*) => { $(
-        impl GateArg for $t {
-            #[inline]
-            fn into_word(self) -> u64 { self as u64 }
-        }
-    )* };
-}
-arg_int!(u8, u16, u32, u64, usize, i8, i16, i32, i64, isize);
-
-impl GateArg for bool {
+impl<T: ForeignArg> GateArg for T {
     #[inline]
     fn into_word(self) -> u64 {
-        self as u64
+        ForeignArg::into_word(self)
     }
 }
 impl<T> GateArg for *const T {

@@ -8,6 +8,8 @@ extern "C" {
 }
 
 fn main() {
+    // SAFETY (for every block below): none is needed, none of this compiles;
+    // the point of the test is the error each argument gets.
     let mut local: c_char = 0;
     let _ = unsafe { strlen(&mut local) };
     let mut v: Vec<c_char> = vec![0; 8];
