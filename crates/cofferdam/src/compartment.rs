@@ -4,9 +4,12 @@ use core::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use crate::backend::{self, Backend};
+use crate::callback::Callback;
 use crate::error::{Access, Error, Fault, FaultKind};
 use crate::foreign::{ForeignPtr, ForeignVec, Pod};
-use crate::gate::{self, FaultRecord, GateFrame, MAX_STACK_ARGS};
+#[cfg(doc)]
+use crate::gate::MAX_STACK_ARGS;
+use crate::gate::{self, FaultRecord, GateFrame};
 use crate::validate::ForeignArg;
 
 /// A group of foreign functions that fail together: the first fault in any
@@ -122,21 +125,93 @@ impl Compartment {
         args: [u64; 6],
         stack: &[u64],
     ) -> Result<[u64; 2], Error> {
+        let regs = CallRegs {
+            ints: args,
+            stack,
+            ..CallRegs::default()
+        };
+        // SAFETY: forwarded contract.
+        let r = unsafe { self.call_regs(function, f, &regs) }?;
+        Ok([r.rax, r.rdx])
+    }
+
+    /// As [`Compartment::call`], with callbacks armed for this call (and only
+    /// this call): pass each [`Callback`]'s [`Callback::stub`] among the
+    /// arguments and the callback itself in `callbacks`. A callback C calls
+    /// that is not in `callbacks` is refused.
+    ///
+    /// # Safety
+    /// As for [`Compartment::call`].
+    pub unsafe fn call_with_callbacks<A: GateArgs, R: GateReturn>(
+        &self,
+        function: &'static str,
+        f: *const (),
+        args: A,
+        callbacks: &[&dyn ArmedCallback],
+    ) -> Result<R, Error> {
+        let mut slots = [0u32; 6];
+        assert!(callbacks.len() <= 6, "at most six callbacks per call");
+        for (s, c) in slots.iter_mut().zip(callbacks) {
+            *s = c.slot_index();
+        }
+        let regs = CallRegs {
+            ints: args.into_words(),
+            callbacks: &slots[..callbacks.len()],
+            ..CallRegs::default()
+        };
+        // SAFETY: forwarded contract.
+        let r = unsafe { self.call_regs(function, f, &regs) }?;
+        Ok(R::from_words(r.rax, r.rdx))
+    }
+
+    /// The general entry point: integer and SSE argument registers, stack
+    /// arguments, callbacks to arm; returns rax, rdx, xmm0 and xmm1.
+    ///
+    /// # Safety
+    /// `f` must be a C-ABI function whose parameters are passed exactly in
+    /// these registers and stack words (System V classification: integers
+    /// and pointers in `ints` in order, `f32`/`f64` in `sse` in order, what
+    /// does not fit in `stack` in parameter order), and whose return is read
+    /// from the matching register. Memory safety of what the function does
+    /// is what the backend provides.
+    ///
+    /// # Panics
+    /// If `stack` holds more than [`MAX_STACK_ARGS`] words, `nsse` is over 8
+    /// or more than six callbacks are given.
+    pub unsafe fn call_regs(
+        &self,
+        function: &'static str,
+        f: *const (),
+        regs: &CallRegs<'_>,
+    ) -> Result<Returned, Error> {
         if self.is_poisoned() {
             return Err(Error::Poisoned {
                 compartment: self.inner.name.clone(),
             });
         }
+        assert!(regs.nsse <= 8, "at most eight SSE argument registers");
+        assert!(regs.callbacks.len() <= 6, "at most six callbacks per call");
         if self.inner.backend == Backend::None {
             // SAFETY: forwarded contract.
-            return Ok(unsafe { call_direct(f, args, stack) });
+            return Ok(unsafe { call_direct(f, regs) });
         }
-        let mut frame = GateFrame::new(f as usize, args, stack);
+        let mut frame =
+            GateFrame::new(f as usize, regs.ints, regs.stack).with_sse(&regs.sse[..regs.nsse]);
         // SAFETY: the runtime is configured (Compartment::new ran it); the
         // frame and `stack` outlive the call; the function's contract is the
         // caller's.
-        if unsafe { gate::call(&mut frame) } {
-            Ok(frame.ret)
+        let returned = unsafe { gate::call(&mut frame, regs.callbacks) }
+            .map_err(|reason| Error::Unavailable { reason })?;
+        if returned {
+            if let Some(detail) = frame.callback_error.take() {
+                return Err(Error::Callback { function, detail });
+            }
+            Ok(Returned {
+                rax: frame.ret[0],
+                rdx: frame.ret[1],
+                xmm0: frame.fret[0],
+                xmm1: frame.fret[1],
+            })
         } else {
             self.inner.poisoned.store(true, Ordering::Release);
             // SAFETY: status 1 is only set by the landing pad, which the
@@ -281,65 +356,61 @@ impl Compartment {
 const SEGV_MAPERR: i32 = 1;
 const SEGV_ACCERR: i32 = 2;
 
-/// Two machine words returned in rax and rdx.
-#[repr(C)]
-struct Pair(u64, u64);
+/// The registers and stack words of one call ([`Compartment::call_regs`]).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct CallRegs<'s> {
+    /// rdi, rsi, rdx, rcx, r8, r9.
+    pub ints: [u64; 6],
+    /// xmm0..xmm7 (low 8 bytes; an `f32` in the low 4).
+    pub sse: [u64; 8],
+    /// How many of `sse` carry arguments.
+    pub nsse: usize,
+    /// Arguments 7.. in parameter order (at most [`MAX_STACK_ARGS`]).
+    pub stack: &'s [u64],
+    /// Callback slots to arm for this call ([`Callback::slot`]).
+    pub callbacks: &'s [u32],
+}
 
-/// The `none` backend: a plain call.
+/// The registers a foreign function returned in.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Returned {
+    /// rax.
+    pub rax: u64,
+    /// rdx.
+    pub rdx: u64,
+    /// xmm0 (low 8 bytes).
+    pub xmm0: u64,
+    /// xmm1 (low 8 bytes).
+    pub xmm1: u64,
+}
+
+/// A callback that can be armed for a call (every [`Callback`]).
+pub trait ArmedCallback {
+    /// Its slot.
+    fn slot_index(&self) -> u32;
+}
+impl<S: crate::callback::CallbackSig> ArmedCallback for Callback<'_, S> {
+    fn slot_index(&self) -> u32 {
+        self.slot()
+    }
+}
+
+/// The `none` backend: a plain call (no stack switch, no PKRU, callbacks
+/// not armed: the `none` backend protects nothing).
 ///
 /// # Safety
-/// As for [`Compartment::call_words_stack`].
+/// As for [`Compartment::call_regs`].
 #[inline]
-unsafe fn call_direct(f: *const (), a: [u64; 6], stack: &[u64]) -> [u64; 2] {
-    assert!(
-        stack.len() <= MAX_STACK_ARGS,
-        "the gate carries at most {MAX_STACK_ARGS} stack arguments"
-    );
-    // SAFETY: the caller vouches that `f` takes these integer/pointer
-    // arguments; passing extra arguments (registers or stack slots) to a
-    // function with fewer parameters is harmless in the System V ABI, where
-    // the caller owns and pops the stack arguments; a 16-byte INTEGER-class
-    // struct is returned in rax:rdx, which covers every integer, pointer and
-    // void return.
-    let r = unsafe {
-        if stack.is_empty() {
-            let f: extern "C" fn(u64, u64, u64, u64, u64, u64) -> Pair = core::mem::transmute(f);
-            f(a[0], a[1], a[2], a[3], a[4], a[5])
-        } else {
-            let mut s = [0u64; MAX_STACK_ARGS];
-            s[..stack.len()].copy_from_slice(stack);
-            type Wide = extern "C" fn(
-                u64,
-                u64,
-                u64,
-                u64,
-                u64,
-                u64,
-                u64,
-                u64,
-                u64,
-                u64,
-                u64,
-                u64,
-                u64,
-                u64,
-                u64,
-                u64,
-                u64,
-                u64,
-                u64,
-                u64,
-                u64,
-                u64,
-            ) -> Pair;
-            let f: Wide = core::mem::transmute(f);
-            f(
-                a[0], a[1], a[2], a[3], a[4], a[5], s[0], s[1], s[2], s[3], s[4], s[5], s[6], s[7],
-                s[8], s[9], s[10], s[11], s[12], s[13], s[14], s[15],
-            )
-        }
-    };
-    [r.0, r.1]
+unsafe fn call_direct(f: *const (), r: &CallRegs<'_>) -> Returned {
+    let mut frame = GateFrame::new(f as usize, r.ints, r.stack).with_sse(&r.sse[..r.nsse]);
+    // SAFETY: forwarded contract; the frame outlives the call.
+    unsafe { gate::call_direct(&mut frame) };
+    Returned {
+        rax: frame.ret[0],
+        rdx: frame.ret[1],
+        xmm0: frame.fret[0],
+        xmm1: frame.fret[1],
+    }
 }
 
 /// A value that travels in one integer register.

@@ -124,6 +124,15 @@ pub enum Error {
         /// What was wrong.
         detail: String,
     },
+    /// A [`crate::Callback`] passed to this call refused what C passed it
+    /// (a pointer into protected memory, an invalid `bool`) or panicked; C
+    /// got the callback's error value and the call ran to its end.
+    Callback {
+        /// The foreign function that called it.
+        function: &'static str,
+        /// What happened.
+        detail: String,
+    },
 }
 
 impl fmt::Display for Error {
@@ -136,6 +145,9 @@ impl fmt::Display for Error {
             Error::Unavailable { reason } => write!(f, "protection unavailable: {reason}"),
             Error::Invalid { function, detail } => {
                 write!(f, "foreign function `{function}` returned an invalid value: {detail}")
+            }
+            Error::Callback { function, detail } => {
+                write!(f, "a callback of `{function}` failed: {detail}")
             }
             Error::HeapNotProtected => f.write_str(
                 "the Rust heap is not protected: add `#[global_allocator] static A: cofferdam::ProtectedAlloc = cofferdam::ProtectedAlloc;`",

@@ -29,17 +29,23 @@
 //! }
 //! ```
 //!
+//! * Foreign code runs on a stack of its own; on the `mpk` backend the Rust
+//!   thread stacks carry key P too (tagged at a thread's first gate call).
+//! * A [`Callback`] hands a Rust function to C through a reverse gate that
+//!   checks who calls it, when, and with what.
+//!
 //! What is and is not protected, per backend, is in the README. In short: the
-//! `mpk` backend keeps foreign code out of the Rust heap and turns its faults
-//! into errors; Rust thread stacks, Rust statics, the integrity of values C
-//! returns, and rights escalation by foreign code (WRPKRU in its own code,
-//! protection-changing syscalls) are later capabilities.
+//! `mpk` backend keeps foreign code out of the Rust heap and the Rust stacks
+//! and turns its faults into errors; Rust statics, and rights escalation by
+//! foreign code (WRPKRU in its own code, protection-changing syscalls) are
+//! not covered by this part.
 
 #![deny(missing_docs)]
 #![deny(unsafe_op_in_unsafe_fn)]
 
 mod alloc;
 mod backend;
+pub mod callback;
 mod compartment;
 mod error;
 mod fault;
@@ -50,8 +56,12 @@ pub mod validate;
 
 pub use alloc::{is_protected_region, ProtectedAlloc};
 pub use backend::Backend;
+pub use backend::DEFAULT_FOREIGN_STACK_KIB;
+pub use callback::{Callback, CallbackArg, CallbackRet, CallbackSig};
 pub use cofferdam_macros::{sandbox, ForeignEnum};
-pub use compartment::{Compartment, GateArg, GateArgs, GateReturn};
+pub use compartment::{
+    ArmedCallback, CallRegs, Compartment, GateArg, GateArgs, GateReturn, Returned,
+};
 pub use error::{Access, Error, Fault, FaultKind};
 pub use fault::is_wrapped as signal_is_wrapped;
 pub use foreign::{
@@ -108,6 +118,11 @@ pub struct Info {
     pub heap_direct: usize,
     /// This thread's PKRU, where readable.
     pub pkru: Option<u32>,
+    /// Rust thread stacks are tagged with P at each thread's first gate
+    /// call; `None` when they are, else why not.
+    pub stacks_unprotected: Option<&'static str>,
+    /// Bytes of foreign stack each thread gets.
+    pub foreign_stack: usize,
 }
 
 /// Reports the backend, the CPU's and kernel's support for protection keys,
@@ -133,6 +148,8 @@ pub fn info() -> Info {
         heap_reserved: alloc::reserved_bytes(),
         heap_direct: alloc::direct_bytes(),
         pkru: read_pkru(),
+        stacks_unprotected: gate::thread::stack_problem(),
+        foreign_stack: gate::config::get().foreign_stack,
     }
 }
 
@@ -180,6 +197,19 @@ impl fmt::Display for Info {
             )
         };
         writeln!(f, "heap:             {heap}")?;
+        match self.stacks_unprotected {
+            None => writeln!(
+                f,
+                "rust stacks:      protected (key {}), tagged at each thread's first gate call",
+                self.pkey.unwrap_or(0)
+            )?,
+            Some(why) => writeln!(f, "rust stacks:      NOT protected: {why}")?,
+        }
+        writeln!(
+            f,
+            "foreign stack:    {} KiB per thread, guard page below",
+            self.foreign_stack >> 10
+        )?;
         if let Some(p) = self.pkru {
             writeln!(f, "pkru:             {p:#010x}")?;
         }

@@ -184,6 +184,25 @@ fn decide() -> Runtime {
             }
         }
     }
-    crate::gate::config::configure(rt.pkey, offset);
+    let slots_len = crate::callback::NSLOTS * crate::callback::SLOT_SIZE;
+    let (state_base, state_len) = crate::gate::thread::reserve_table(rt.pkey, slots_len);
+    let foreign_stack = sys::getenv_bytes(c"COFFERDAM_FOREIGN_STACK_KIB")
+        .and_then(|v| core::str::from_utf8(v).ok()?.parse::<usize>().ok())
+        .filter(|&k| (64..=(1 << 20)).contains(&k))
+        .unwrap_or(DEFAULT_FOREIGN_STACK_KIB)
+        << 10;
+    crate::gate::config::configure(&crate::gate::config::Settings {
+        pkey: rt.pkey,
+        pkru_xsave_offset: offset,
+        fsgsbase: sys::has_fsgsbase(),
+        control: (state_base, state_len),
+        slots: (state_base + state_len, crate::callback::NSLOTS),
+        foreign_stack,
+        tag_stacks: rt.backend != Backend::None && crate::gate::thread::stacks_enabled(rt.pkey),
+    });
     rt
 }
+
+/// The foreign stack's size when `COFFERDAM_FOREIGN_STACK_KIB` does not say
+/// (64 KiB to 1 GiB accepted).
+pub const DEFAULT_FOREIGN_STACK_KIB: usize = 1024;

@@ -43,8 +43,32 @@ pub(crate) extern "C" fn cofferdam_signal_dispatch(
     {
         return;
     }
+    // A handler that makes gate calls while this thread was interrupted on
+    // its foreign stack must not put its foreign frames over the
+    // interrupted ones: lower the thread's foreign stack top for the
+    // handler's duration.
+    let st = gate::thread::for_signal_handler();
+    let mut saved = None;
+    if let Some(st) = st {
+        // SAFETY: ctx is the kernel's ucontext; st is this thread's state
+        // (checked by tid), written only by this thread.
+        unsafe {
+            let rsp = (*(ctx as *mut libc::ucontext_t)).uc_mcontext.gregs[libc::REG_RSP as usize]
+                as usize;
+            let top = (*st).foreign_top;
+            let lo = (*st).foreign_map;
+            if lo < rsp && rsp <= top {
+                saved = Some(top);
+                (*st).foreign_top = (rsp - 256) & !15;
+            }
+        }
+    }
     // SAFETY: forwarded from the kernel, as above.
     unsafe { signals::forward(sig, info, ctx) };
+    if let (Some(st), Some(top)) = (st, saved) {
+        // SAFETY: as above.
+        unsafe { (*st).foreign_top = top };
+    }
 }
 
 /// `XSTATE_BV`, the XSAVE header's bitmap of components present, is at byte
@@ -86,15 +110,35 @@ unsafe fn pkru_slot(uc: *mut libc::ucontext_t, offset: u32) -> Option<(*mut u8, 
 /// # Safety
 /// `info` and `ctx` are what the kernel passed to an SA_SIGINFO handler.
 unsafe fn recover(sig: i32, info: *mut libc::siginfo_t, ctx: *mut c_void) -> bool {
-    let frame = gate::current_frame();
-    // SAFETY: a non-null CURRENT is this thread's innermost live frame.
+    let cfg = gate::config::get();
+    let uc = ctx as *mut libc::ucontext_t;
+    // A checked copy from foreign memory that faulted: resume at its fixup
+    // (it returns "faulted" to its trusted caller). Only for trusted code.
+    // SAFETY: uc comes from the kernel.
+    unsafe {
+        let g = &mut (*uc).uc_mcontext.gregs;
+        if g[libc::REG_RIP as usize] as usize == gate::try_copy_insn() && trusted_at_fault(uc, cfg)
+        {
+            g[libc::REG_RIP as usize] = gate::try_copy_fixup() as i64;
+            return true;
+        }
+    }
+    let Some(st) = gate::thread::for_signal_handler() else {
+        return false;
+    };
+    // SAFETY: st is this thread's own state (table entry, tid checked).
+    let frame = unsafe { (*st).current };
+    // SAFETY: a non-null current frame is this thread's innermost live one.
     if frame.is_null() || unsafe { (*frame).saved_rsp } == 0 {
         // Not in a gate call, or in the instants before the trampoline has
         // saved its stack pointer (then nothing foreign is running yet).
         return false;
     }
-    let cfg = gate::config::get();
-    let uc = ctx as *mut libc::ucontext_t;
+    // SAFETY: as above.
+    if unsafe { (*frame).cb_active } != 0 {
+        // A callback of this call is running: Rust code, not foreign.
+        return false;
+    }
     if cfg.deny_mask != 0 {
         // SAFETY: uc comes from the kernel.
         let Some((pkru, bv)) = (unsafe { pkru_slot(uc, cfg.pkru_xsave_offset) }) else {
@@ -144,6 +188,30 @@ unsafe fn recover(sig: i32, info: *mut libc::siginfo_t, ctx: *mut c_void) -> boo
         g[libc::REG_RSP as usize] = (*frame).saved_rsp as i64;
     }
     true
+}
+
+/// Whether the interrupted code ran with P's rights (trusted code). Without
+/// MPK every fault counts as trusted here.
+///
+/// # Safety
+/// `uc` is the ucontext the kernel passed to the handler.
+unsafe fn trusted_at_fault(uc: *mut libc::ucontext_t, cfg: &gate::config::GateConfig) -> bool {
+    if cfg.deny_mask == 0 {
+        return true;
+    }
+    // SAFETY: forwarded contract.
+    let Some((pkru, bv)) = (unsafe { pkru_slot(uc, cfg.pkru_xsave_offset) }) else {
+        return false;
+    };
+    // SAFETY: inside the XSAVE area (pkru_slot checked its size).
+    let at_fault = unsafe {
+        if bv.read_unaligned() & XFEATURE_PKRU != 0 {
+            (pkru as *const u32).read_unaligned()
+        } else {
+            0
+        }
+    };
+    at_fault & cfg.deny_mask == 0
 }
 
 /// `si_code` for a protection-key violation.

@@ -125,7 +125,9 @@ fn install_entry(sig: c_int, user: &libc::sigaction) -> c_int {
     let mut ours: libc::sigaction = unsafe { core::mem::zeroed() };
     ours.sa_sigaction = entry_address();
     ours.sa_mask = user.sa_mask;
-    ours.sa_flags = user.sa_flags | libc::SA_SIGINFO;
+    // Always on the alternate stack: the thread's own stack may be tagged
+    // with P, which the handler starts without (see `gate/thread.rs`).
+    ours.sa_flags = user.sa_flags | libc::SA_SIGINFO | libc::SA_ONSTACK;
     if is_fault_signal(sig) {
         // Run on the alternate stack when there is one (stack overflow), and
         // let a fault inside a handler reach us again (the default would be
@@ -181,6 +183,12 @@ pub(crate) fn install(rt: &Runtime) {
             }
         }
     }
+    // glibc's own handlers (thread cancellation, set*id broadcast) are
+    // installed without `sigaction`: move them to the alternate stack too.
+    if rt.pkey.is_some() {
+        sys::add_onstack(32);
+        sys::add_onstack(33);
+    }
     INSTALLED.store(true, Ordering::Release);
 }
 
@@ -234,7 +242,7 @@ unsafe fn hook(sig: c_int, act: *const libc::sigaction, old: *mut libc::sigactio
         // SAFETY: forwarded contract.
         return unsafe { sys::real_sigaction(sig, act, old) };
     }
-    if gate::in_gate() {
+    if gate::foreign_running() {
         // Foreign code: never wrapped (it gets no rights), and never allowed
         // to take the fault signals.
         if !act.is_null() && is_fault_signal(sig) {

@@ -73,6 +73,49 @@ impl<T> ForeignPtr<T> {
     }
 }
 
+impl<T: Pod> ForeignPtr<T> {
+    /// Copies the `T` this pointer names out of foreign memory, as untrusted
+    /// data: refused if it is null or points into protected Rust memory (the
+    /// heap, a tagged stack, Cofferdam's tables), and an unmapped address
+    /// is an error, not a crash (the copy is fault-tolerant). For callbacks
+    /// reading what C passed them, and anywhere a foreign pointer must be
+    /// looked through.
+    pub fn read(self) -> Result<T, crate::Error> {
+        self.read_at(0)
+    }
+
+    /// As [`ForeignPtr::read`], for element `index` of an array this pointer
+    /// starts.
+    pub fn read_at(self, index: usize) -> Result<T, crate::Error> {
+        let size = core::mem::size_of::<T>();
+        let invalid = |detail: String| crate::Error::Invalid {
+            function: "ForeignPtr::read",
+            detail,
+        };
+        let addr = index
+            .checked_mul(size)
+            .and_then(|o| self.addr.checked_add(o))
+            .ok_or_else(|| invalid(format!("{:#x}[{index}] overflows", self.addr)))?;
+        if addr == 0 {
+            return Err(invalid("null pointer".into()));
+        }
+        if crate::gate::thread::contains_protected(addr, size) {
+            return Err(invalid(format!(
+                "{addr:#x} points into protected Rust memory"
+            )));
+        }
+        let mut out = core::mem::MaybeUninit::<T>::uninit();
+        // SAFETY: `out` is writable for size bytes and is Rust memory, apart
+        // from the foreign source; the source is not protected (checked).
+        if unsafe { crate::gate::try_copy(out.as_mut_ptr().cast(), addr, size) } {
+            // SAFETY: fully written, and every bit pattern is a valid T (Pod).
+            Ok(unsafe { out.assume_init() })
+        } else {
+            Err(invalid(format!("{addr:#x} is not readable")))
+        }
+    }
+}
+
 impl<T> Clone for ForeignPtr<T> {
     fn clone(&self) -> Self {
         *self

@@ -1,36 +1,49 @@
 //! The trampolines, in assembly (Intel syntax, System V x86_64).
 //!
 //! ```text
-//!  cofferdam_gate_call(frame)              Rust stack while foreign code runs
-//!  ─────────────────────────              ┌──────────────────────────────┐ high
-//!   push rbp, rbx, r12..r15, frame  ────▶ │ return address into Rust     │
-//!   frame.saved_rsp = rsp                 │ rbp rbx r12 r13 r14 r15      │
-//!   copy stack arguments (≤ 16)           │ frame pointer      ◀─ saved_rsp (16-aligned)
-//!   load every argument register          │ 128 bytes: arguments 7..22   │
-//!   PKRU |= deny_mask   (WRPKRU)          ├──────────────────────────────┤
-//!   check PKRU denies P else ud2          │ return address into the gate │
-//!   call frame.func(args…)  ────────────▶ │ foreign frames …             │ low
-//!   PKRU &= ~deny_mask  (WRPKRU)          └──────────────────────────────┘
-//!   check PKRU allows P else ud2
-//!   pop frame, store rax/rdx, status = 0, pop registers, ret
-//!
-//!  fault inside the call: the signal handler sets rip = cofferdam_gate_landing,
-//!  rsp = frame.saved_rsp and PKRU (in the signal frame) = frame.trusted_pkru;
-//!  the landing pad checks PKRU, sets status = 1 and returns as above.
+//!  cofferdam_gate_call(frame)           Rust stack (tagged P)        foreign stack (untagged)
+//!  ─────────────────────────            ┌─────────────────────┐      ┌────────────────────────┐
+//!   push rbp rbx r12..r15 frame   ────▶ │ return into Rust     │      │ C's frames of enclosing │
+//!   save MXCSR, x87 control word        │ rbp rbx r12..r15     │      │ calls (callbacks nest)  │
+//!   frame.saved_rsp = rsp               │ frame ◀─ saved_rsp   │      ├────────────────────────┤
+//!   rsp = frame.foreign_sp  ──────────────────────────────────────▶  │ stack arguments 7..22   │◀ foreign_sp
+//!   copy stack arguments, load          └─────────────────────┘      │ return into the gate    │
+//!   integer and SSE argument registers                                │ foreign frames …        │
+//!   PKRU |= deny_mask (WRPKRU), check                                 └────────────────────────┘
+//!   call frame.func
+//!   PKRU &= ~deny_mask (WRPKRU), check
+//!   state = TLS slot, checked: inside the P-tagged state table, owned by this thread (FS base)
+//!   frame = state.current; rsp must equal frame.foreign_sp
+//!   rsp = frame.saved_rsp; restore MXCSR/x87 CW; store rax rdx xmm0 xmm1; return
 //! ```
+//!
+//! The Rust stack pointer is kept only in the frame, which lives on the Rust
+//! stack (tagged with P), and is found again through the thread's state in the
+//! P-tagged state table: foreign code can neither read nor forge it. A fault
+//! in foreign code ends on the landing pad: the handler sets rip to it, rsp to
+//! `frame.saved_rsp` and PKRU (in the signal frame) to the trusted value.
 //!
 //! ERIM's discipline: every WRPKRU is followed by a check, against the
 //! read-only configuration page, that the value written is the one this
 //! trampoline means at that point. A jump straight onto a WRPKRU with a value
-//! of the attacker's choosing therefore either fails the check (`ud2`, the
-//! process dies) or writes what the gate would have written anyway.
+//! of the attacker's choosing therefore either fails the check (`ud2`) or
+//! continues along the path that trampoline would have taken anyway.
 //!
-//! Limits until stacks are isolated (a later capability): the saved registers
-//! and return address above live on the Rust stack, which foreign code can
-//! still write; a corrupted stack defeats the return path.
+//! Callbacks: `cofferdam_cb_stubs` holds one 16-byte stub per callback slot
+//! (`mov r11d, slot; jmp cofferdam_callback_entry`). The entry takes P's
+//! rights, checks the thread's state as above, switches to the Rust stack
+//! below the frame of the gate call in progress, and calls
+//! `callback::cofferdam_callback_dispatch`, which decides whether the slot is
+//! armed for this call on this thread. Without a valid state or a call in
+//! progress (a thread of C's own, a call after the outer call returned) the
+//! callback is refused on the spot: the slot's error value goes back to C
+//! and its refusal count goes up. Either way the entry drops the rights
+//! again, checks, and returns to C on C's stack with the caller-saved
+//! registers cleared.
 //!
 //! When the configuration's deny mask is 0 (no MPK), the PKRU steps are
 //! skipped: WRPKRU would fault where the OS has not enabled protection keys.
+//! The stack switch and the state checks happen on every backend.
 
 use super::config::CONFIG;
 
@@ -45,6 +58,69 @@ extern "C" {
         info: *mut libc::siginfo_t,
         ctx: *mut core::ffi::c_void,
     );
+    /// See the asm: a copy that reports a fault instead of taking it.
+    pub(crate) fn cofferdam_try_copy(dst: *mut u8, src: *const u8, n: usize) -> u64;
+    /// Labels inside `cofferdam_try_copy` (never called).
+    pub(crate) fn cofferdam_try_copy_insn();
+    pub(crate) fn cofferdam_try_copy_fixup();
+    /// The first of `crate::callback::NSLOTS` callback stubs, 16 bytes apart.
+    pub(crate) fn cofferdam_cb_stubs();
+    /// The end of the trampolines' code (a label, never called): the range
+    /// `cofferdam_gate_call..cofferdam_gate_code_end` is the gate.
+    pub(crate) fn cofferdam_gate_code_end();
+}
+
+/// This thread's state pointer (the asm-defined TLS slot), unchecked.
+#[inline(always)]
+pub(crate) fn tls_state() -> usize {
+    let v: usize;
+    // SAFETY: reads the 8-byte initial-exec TLS slot defined below; `fs`
+    // always addresses this thread's TLS block.
+    unsafe {
+        core::arch::asm!(
+            "mov {v}, qword ptr [rip + cofferdam_tls_state@GOTTPOFF]",
+            "mov {v}, qword ptr fs:[{v}]",
+            v = out(reg) v,
+            options(nostack, readonly, preserves_flags),
+        );
+    }
+    v
+}
+
+/// Sets this thread's state pointer.
+#[inline]
+pub(crate) fn set_tls_state(p: usize) {
+    // SAFETY: writes the 8-byte TLS slot defined below, which only the
+    // thread-state code uses.
+    unsafe {
+        core::arch::asm!(
+            "mov {t}, qword ptr [rip + cofferdam_tls_state@GOTTPOFF]",
+            "mov qword ptr fs:[{t}], {v}",
+            t = out(reg) _,
+            v = in(reg) p,
+            options(nostack, preserves_flags),
+        );
+    }
+}
+
+/// This thread's FS base: RDFSBASE where user space may run it (`fsgsbase`
+/// true), else the TCB's self-pointer at `fs:0` (glibc keeps it there).
+#[inline(always)]
+pub(crate) fn fs_base(fsgsbase: bool) -> u64 {
+    let v: u64;
+    if fsgsbase {
+        // SAFETY: the kernel set CR4.FSGSBASE (HWCAP2_FSGSBASE, checked by
+        // the caller), so RDFSBASE is defined in user mode.
+        unsafe {
+            core::arch::asm!("rdfsbase {}", out(reg) v, options(nomem, nostack, preserves_flags));
+        }
+    } else {
+        // SAFETY: glibc's TCB starts with a pointer to itself at fs:0.
+        unsafe {
+            core::arch::asm!("mov {}, qword ptr fs:[0]", out(reg) v, options(nostack, readonly, preserves_flags));
+        }
+    }
+    v
 }
 
 #[cfg(feature = "bench-floor")]
@@ -91,6 +167,19 @@ core::arch::global_asm!(
 );
 
 core::arch::global_asm!(
+    // The thread's state pointer: initial-exec TLS, read by the trampolines
+    // through fs. Foreign code can write it (TLS is not tagged), so every
+    // reader checks what it finds (see `thread.rs`).
+    ".pushsection .tbss,\"awT\",@nobits",
+    ".p2align 3",
+    ".globl cofferdam_tls_state",
+    ".hidden cofferdam_tls_state",
+    ".type cofferdam_tls_state,@object",
+    ".size cofferdam_tls_state, 8",
+    "cofferdam_tls_state:",
+    "    .zero 8",
+    ".popsection",
+    "",
     // ───────────────────────── cofferdam_gate_call ─────────────────────────
     // void cofferdam_gate_call(GateFrame *frame /* rdi */)
     ".globl cofferdam_gate_call",
@@ -102,23 +191,27 @@ core::arch::global_asm!(
     "    push rbp",
     ".cfi_def_cfa_offset 16",
     ".cfi_offset rbp, -16",
-    "    mov rbp, rsp",
-    ".cfi_def_cfa_register rbp",
     "    push rbx",
+    ".cfi_def_cfa_offset 24",
+    ".cfi_offset rbx, -24",
     "    push r12",
+    ".cfi_def_cfa_offset 32",
     "    push r13",
+    ".cfi_def_cfa_offset 40",
     "    push r14",
+    ".cfi_def_cfa_offset 48",
     "    push r15",
-    // The frame pointer goes on the stack too: foreign code may break the ABI
-    // and clobber callee-saved registers, so nothing is kept in them across
-    // the call.
-    "    push rdi",
+    ".cfi_def_cfa_offset 56",
+    "    push rdi",                               // the frame, found again by the landing pad
+    ".cfi_def_cfa_offset 64",
     // Seven pushes after the return address: rsp ≡ 0 (mod 16).
-    "    mov qword ptr [rdi + 56], rsp",          // frame.saved_rsp: where a fault resumes
-    // Room for up to 16 stack arguments (the 7th and later), 16-aligned,
-    // filled from frame.stack_args[0..frame.nstack] (nstack <= 16, checked
-    // by the Rust side).
-    "    sub rsp, 128",
+    "    stmxcsr dword ptr [rdi + 208]",          // Rust's control words, restored on the way back
+    "    fnstcw word ptr [rdi + 212]",
+    "    mov qword ptr [rdi + 56], rsp",          // frame.saved_rsp
+    // ── onto the foreign stack ──
+    "    mov rsp, qword ptr [rdi + 104]",         // frame.foreign_sp (16-aligned)
+    // Stack arguments 7.. at [rsp], [rsp+8], … (nstack <= 16: the Rust side
+    // checked it and left 128 bytes above foreign_sp for them).
     "    mov rcx, qword ptr [rdi + 88]",          // frame.nstack
     "    mov rsi, qword ptr [rdi + 96]",          // frame.stack_args
     "    xor eax, eax",
@@ -141,6 +234,15 @@ core::arch::global_asm!(
     "    mov r13d, eax",
     "    or r13d, r12d",                          // r13d = the value that denies P
     "22:",
+    "    movq xmm0, qword ptr [rdi + 112]",       // SSE arguments
+    "    movq xmm1, qword ptr [rdi + 120]",
+    "    movq xmm2, qword ptr [rdi + 128]",
+    "    movq xmm3, qword ptr [rdi + 136]",
+    "    movq xmm4, qword ptr [rdi + 144]",
+    "    movq xmm5, qword ptr [rdi + 152]",
+    "    movq xmm6, qword ptr [rdi + 160]",
+    "    movq xmm7, qword ptr [rdi + 168]",
+    "    mov r14, qword ptr [rdi + 192]",         // how many SSE registers (al, for varargs)
     "    mov rbx, qword ptr [rdi]",               // the foreign function
     "    mov rsi, qword ptr [rdi + 16]",          // argument 2
     "    mov r10, qword ptr [rdi + 24]",          // argument 3 (rdx after WRPKRU)
@@ -164,13 +266,22 @@ core::arch::global_asm!(
     "23:",
     "    mov rdx, r10",
     "    mov rcx, r11",
+    "    mov eax, r14d",
+    // Nothing of Rust's stays in a register foreign code can read: the
+    // callee-saved registers held Rust's values (the frame above has them),
+    // rbp pointed into the Rust stack.
+    "    xor ebp, ebp",
+    "    xor r12d, r12d",
+    "    xor r13d, r13d",
+    "    xor r14d, r14d",
+    "    xor r15d, r15d",
+    "    xor r10d, r10d",
+    "    xor r11d, r11d",
     "    call rbx",
-    // Back from foreign code: rax/rdx hold its return value; keep them in
-    // caller-saved registers the PKRU dance does not touch. The ABI says DF
-    // is clear on return; foreign code may not keep to it, and Rust's
-    // string operations depend on it.
+    // Back from foreign code, on the foreign stack; rax/rdx/xmm0/xmm1 hold
+    // its result (WRPKRU touches none of the xmm registers). The ABI says DF
+    // is clear on return; foreign code may not keep to it.
     "    cld",
-    "    add rsp, 128",                           // drop the stack-argument area
     "    mov r8, rax",
     "    mov r9, rdx",
     "    mov r11d, dword ptr [rip + {cfg}]",
@@ -186,9 +297,40 @@ core::arch::global_asm!(
     "    test eax, dword ptr [rip + {cfg}]",      // the value written must allow P
     "    jnz 9f",
     "3:",
-    "    pop rdi",                                // frame
+    // Find the frame without trusting anything foreign code can write: the
+    // TLS slot must name an entry of the P-tagged state table, owned by the
+    // thread running here (its FS base), whose innermost call is this one,
+    // made with the stack pointer foreign code has just returned with.
+    "    mov rax, qword ptr [rip + cofferdam_tls_state@GOTTPOFF]",
+    "    mov rax, qword ptr fs:[rax]",
+    "    mov rcx, rax",
+    "    sub rcx, qword ptr [rip + {cfg} + 16]",  // - state_base
+    "    cmp rcx, qword ptr [rip + {cfg} + 24]",  // < state_len (unsigned: also catches below)
+    "    jae 9f",
+    "    test ecx, 255",                          // on an entry boundary
+    "    jnz 9f",
+    "    cmp dword ptr [rip + {cfg} + 12], 0",    // fsgsbase?
+    "    je 31f",
+    "    rdfsbase rcx",
+    "    cmp rcx, qword ptr [rax]",               // state.fs_base
+    "    jne 9f",
+    "31:",
+    "    mov rdi, qword ptr [rax + 8]",           // state.current
+    "    test rdi, rdi",
+    "    jz 9f",
+    "    cmp rsp, qword ptr [rdi + 104]",         // returned with the rsp it was given
+    "    jne 9f",
+    // ── back onto the Rust stack ──
+    "    mov rsp, qword ptr [rdi + 56]",
+    "    cmp rdi, qword ptr [rsp]",
+    "    jne 9f",
+    "    ldmxcsr dword ptr [rdi + 208]",
+    "    fldcw word ptr [rdi + 212]",
+    "    pop rdi",
     "    mov qword ptr [rdi + 72], r8",           // frame.ret[0] = rax
     "    mov qword ptr [rdi + 80], r9",           // frame.ret[1] = rdx
+    "    movq qword ptr [rdi + 176], xmm0",       // frame.fret[0]
+    "    movq qword ptr [rdi + 184], xmm1",       // frame.fret[1]
     "    mov dword ptr [rdi + 68], 0",            // frame.status = returned
     "    pop r15",
     "    pop r14",
@@ -199,15 +341,16 @@ core::arch::global_asm!(
     ".cfi_def_cfa rsp, 8",
     "    ret",
     "9:",
-    // A WRPKRU wrote a value this gate did not mean: stop the process here,
-    // with the rights in whatever state the attacker left them.
+    // A WRPKRU wrote a value this gate did not mean, or the state or stack
+    // pointer is not the one this thread's call left: stop here.
     "    ud2",
     ".cfi_endproc",
     ".size cofferdam_gate_call, .-cofferdam_gate_call",
     "",
     // ─────────────────────── cofferdam_gate_landing ───────────────────────
-    // Resumed at (never called) by the fault handler with rsp = saved_rsp and
-    // PKRU = the trusted value restored by sigreturn.
+    // Resumed at (never called) by the fault handler with rsp = saved_rsp
+    // (on the Rust stack) and PKRU = the trusted value restored by
+    // sigreturn.
     ".globl cofferdam_gate_landing",
     ".type cofferdam_gate_landing,@function",
     ".p2align 4",
@@ -222,6 +365,9 @@ core::arch::global_asm!(
     "    jnz 8f",
     "4:",
     "    pop rdi",                                // frame
+    "    fninit",                                 // x87 stack as the faulting code left it: reset
+    "    ldmxcsr dword ptr [rdi + 208]",
+    "    fldcw word ptr [rdi + 212]",
     "    mov dword ptr [rdi + 68], 1",            // frame.status = faulted
     "    pop r15",
     "    pop r14",
@@ -237,48 +383,299 @@ core::arch::global_asm!(
     // ─────────────────────── cofferdam_signal_entry ───────────────────────
     // void cofferdam_signal_entry(int sig, siginfo_t *info, void *ctx)
     // The kernel enters every handler with its default PKRU, which denies P.
-    // Take P's rights (trusted handlers need the heap), dispatch, and deny P
-    // again before returning: the legitimate return goes to rt_sigreturn,
-    // which restores the interrupted PKRU from the signal frame anyway, and a
-    // direct call by foreign code gets no rights back.
+    // Take P's rights before touching the stack (it may be a tagged Rust
+    // stack: handlers are installed SA_ONSTACK, but not every thread has an
+    // alternate stack), dispatch, and deny P again before returning: the
+    // legitimate return goes to rt_sigreturn, which restores the interrupted
+    // PKRU from the signal frame anyway, and a direct call by foreign code
+    // gets no rights back. The return address is popped into a register
+    // before the rights go, so nothing touches the stack without them.
     ".globl cofferdam_signal_entry",
     ".type cofferdam_signal_entry,@function",
     ".p2align 4",
     "cofferdam_signal_entry:",
     ".cfi_startproc",
-    "    push rbx",                               // rsp ≡ 0 (mod 16) now
-    ".cfi_def_cfa_offset 16",
-    ".cfi_offset rbx, -16",
-    "    mov ebx, dword ptr [rip + {cfg}]",
-    "    test ebx, ebx",
-    "    jz 5f",
     "    mov r10, rdx",                           // rdpkru/wrpkru clobber edx
+    "    mov r11d, dword ptr [rip + {cfg}]",
+    "    test r11d, r11d",
+    "    jz 5f",
     "    xor ecx, ecx",
     "    rdpkru",
-    "    mov r11d, dword ptr [rip + {cfg}]",
     "    not r11d",
     "    and eax, r11d",                          // allow P
     "    xor ecx, ecx",
     "    xor edx, edx",
     "    wrpkru",
-    "    mov rdx, r10",
+    "    test eax, dword ptr [rip + {cfg}]",
+    "    jnz 7f",
     "5:",
+    "    mov rdx, r10",
+    "    push rbx",                               // rsp ≡ 0 (mod 16) now
+    ".cfi_def_cfa_offset 16",
+    ".cfi_offset rbx, -16",
     "    call {dispatch}",
-    "    mov ebx, dword ptr [rip + {cfg}]",
-    "    test ebx, ebx",
+    "    pop rbx",
+    ".cfi_def_cfa_offset 8",
+    "    pop r10",                                // the return address
+    ".cfi_def_cfa_offset 0",
+    "    mov r11d, dword ptr [rip + {cfg}]",
+    "    test r11d, r11d",
     "    jz 6f",
     "    xor ecx, ecx",
     "    rdpkru",
-    "    or eax, ebx",                            // deny P
+    "    or eax, r11d",                           // deny P
     "    xor ecx, ecx",
     "    xor edx, edx",
     "    wrpkru",
     "6:",
+    "    jmp r10",
+    "7:",
+    "    ud2",
+    ".cfi_endproc",
+    ".size cofferdam_signal_entry, .-cofferdam_signal_entry",
+    "",
+    // ─────────────────────────── callback stubs ───────────────────────────
+    ".globl cofferdam_cb_stubs",
+    ".type cofferdam_cb_stubs,@function",
+    ".p2align 4",
+    "cofferdam_cb_stubs:",
+    ".set cofferdam_cb_i, 0",
+    ".rept {nslots}",
+    "    .p2align 4",
+    "    mov r11d, cofferdam_cb_i",
+    "    jmp cofferdam_callback_entry",
+    "    .set cofferdam_cb_i, cofferdam_cb_i + 1",
+    ".endr",
+    ".size cofferdam_cb_stubs, .-cofferdam_cb_stubs",
+    "",
+    // ────────────────────── cofferdam_callback_entry ──────────────────────
+    // Reached from a stub with r11d = slot, C's arguments in rdi..r9 and
+    // xmm0..7, on C's stack, without P's rights.
+    ".type cofferdam_callback_entry,@function",
+    ".p2align 4",
+    "cofferdam_callback_entry:",
+    "    mov r10, rdx",
+    "    push rcx",                               // WRPKRU needs ecx; C's stack holds it
+    "    mov eax, dword ptr [rip + {cfg}]",
+    "    test eax, eax",
+    "    jz 41f",
+    "    xor ecx, ecx",
+    "    rdpkru",
+    "    mov edx, dword ptr [rip + {cfg}]",
+    "    not edx",
+    "    and eax, edx",
+    "    xor ecx, ecx",
+    "    xor edx, edx",
+    "    wrpkru",                                 // ── rights on P taken ──
+    "    test eax, dword ptr [rip + {cfg}]",
+    "    jnz 49f",
+    "41:",
+    "    pop rcx",
+    "    mov rdx, r10",
+    // The thread's state, checked as on the gate's return path; without one,
+    // or without a call in progress, refuse.
+    "    mov rax, qword ptr [rip + cofferdam_tls_state@GOTTPOFF]",
+    "    mov rax, qword ptr fs:[rax]",
+    "    mov r10, rax",
+    "    sub r10, qword ptr [rip + {cfg} + 16]",
+    "    cmp r10, qword ptr [rip + {cfg} + 24]",
+    "    jae 50f",
+    "    test r10d, 255",
+    "    jnz 50f",
+    "    cmp dword ptr [rip + {cfg} + 12], 0",
+    "    je 42f",
+    "    rdfsbase r10",
+    "    cmp r10, qword ptr [rax]",
+    "    jne 50f",
+    "42:",
+    "    mov r10, qword ptr [rax + 8]",           // the innermost gate call
+    "    test r10, r10",
+    "    jz 50f",
+    // A callback frame on the Rust stack, below the suspended gate call
+    // (256 bytes of room, then the 192-byte CbFrame, 16-aligned).
+    "    mov r10, qword ptr [r10 + 56]",
+    "    sub r10, 448",
+    "    and r10, -16",
+    "    mov qword ptr [r10], rdi",
+    "    mov qword ptr [r10 + 8], rsi",
+    "    mov qword ptr [r10 + 16], rdx",
+    "    mov qword ptr [r10 + 24], rcx",
+    "    mov qword ptr [r10 + 32], r8",
+    "    mov qword ptr [r10 + 40], r9",
+    "    movq qword ptr [r10 + 48], xmm0",
+    "    movq qword ptr [r10 + 56], xmm1",
+    "    movq qword ptr [r10 + 64], xmm2",
+    "    movq qword ptr [r10 + 72], xmm3",
+    "    movq qword ptr [r10 + 80], xmm4",
+    "    movq qword ptr [r10 + 88], xmm5",
+    "    movq qword ptr [r10 + 96], xmm6",
+    "    movq qword ptr [r10 + 104], xmm7",
+    "    mov qword ptr [r10 + 112], rsp",         // C's stack pointer (its return address)
+    "    mov qword ptr [r10 + 120], rax",         // the state
+    "    mov rcx, qword ptr [rax + 16]",
+    "    mov qword ptr [r10 + 128], rcx",         // state.foreign_top, restored after
+    "    lea rcx, [rsp - 128]",                   // gate calls the callback makes go below
+    "    and rcx, -16",                           // C's frames and red zone
+    "    mov qword ptr [rax + 16], rcx",
+    "    mov qword ptr [r10 + 136], r11",         // the slot
+    "    stmxcsr dword ptr [r10 + 144]",          // C's control words
+    "    fnstcw word ptr [r10 + 148]",
+    "    mov rcx, qword ptr [rax + 8]",
+    "    ldmxcsr dword ptr [rcx + 208]",          // Rust's, as the outer call saved them
+    "    fldcw word ptr [rcx + 212]",
+    // ── onto the Rust stack ──
+    "    mov rsp, r10",
+    "    cld",
+    "    mov rdi, r11",
+    "    mov rsi, r10",
+    "    call {cb_dispatch}",
+    "    mov r10, rsp",
+    "    mov rax, qword ptr [r10 + 120]",
+    "    mov rcx, qword ptr [r10 + 128]",
+    "    mov qword ptr [rax + 16], rcx",
+    "    ldmxcsr dword ptr [r10 + 144]",
+    "    fldcw word ptr [r10 + 148]",
+    "    mov r8, qword ptr [r10 + 152]",          // results
+    "    mov r9, qword ptr [r10 + 160]",
+    "    movq xmm0, qword ptr [r10 + 168]",
+    "    movq xmm1, qword ptr [r10 + 176]",
+    "    mov r11, qword ptr [r10 + 112]",         // C's stack pointer
+    "    jmp 60f",
+    "50:",
+    // Refused without running: the slot's error value, one more refusal.
+    "    xor r8d, r8d",
+    "    xor r9d, r9d",
+    "    pxor xmm0, xmm0",
+    "    pxor xmm1, xmm1",
+    "    mov eax, r11d",
+    "    cmp rax, qword ptr [rip + {cfg} + 40]",  // slot < nslots
+    "    jae 51f",
+    "    shl rax, 6",
+    "    add rax, qword ptr [rip + {cfg} + 32]",
+    "    lock inc qword ptr [rax + 32]",          // slot.refused
+    "    mov r8, qword ptr [rax + 16]",           // slot.error (rax)
+    "    movq xmm0, qword ptr [rax + 24]",        // slot.error (xmm0)
+    "51:",
+    "    mov r11, rsp",
+    "60:",
+    // r8/r9/xmm0/xmm1: the results; r11: C's stack pointer. Drop the rights.
+    "    mov eax, dword ptr [rip + {cfg}]",
+    "    test eax, eax",
+    "    jz 61f",
+    "    xor ecx, ecx",
+    "    rdpkru",
+    "    or eax, dword ptr [rip + {cfg}]",
+    "    xor ecx, ecx",
+    "    xor edx, edx",
+    "    wrpkru",                                 // ── rights on P dropped ──
+    "    mov ecx, dword ptr [rip + {cfg}]",
+    "    and ecx, eax",
+    "    cmp ecx, dword ptr [rip + {cfg}]",
+    "    jne 49f",
+    "61:",
+    "    mov rsp, r11",
+    "    mov rax, r8",
+    "    mov rdx, r9",
+    "    xor ecx, ecx",
+    "    xor esi, esi",
+    "    xor edi, edi",
+    "    xor r8d, r8d",
+    "    xor r9d, r9d",
+    "    xor r10d, r10d",
+    "    xor r11d, r11d",
+    "    ret",
+    "49:",
+    "    ud2",
+    ".size cofferdam_callback_entry, .-cofferdam_callback_entry",
+    "",
+    // ───────────────────────── cofferdam_try_copy ─────────────────────────
+    // u64 cofferdam_try_copy(void *dst, const void *src, size_t n): copies
+    // n bytes and returns 0, or returns 1 if reading `src` faulted (the fault
+    // handler resumes a fault at the copy instruction at the fixup). For
+    // trusted code reading memory foreign code pointed to.
+    ".globl cofferdam_try_copy",
+    ".type cofferdam_try_copy,@function",
+    ".p2align 4",
+    "cofferdam_try_copy:",
+    "    mov rcx, rdx",
+    "    xor eax, eax",
+    ".globl cofferdam_try_copy_insn",
+    "cofferdam_try_copy_insn:",
+    "    rep movsb",
+    "    ret",
+    ".globl cofferdam_try_copy_fixup",
+    "cofferdam_try_copy_fixup:",
+    "    mov eax, 1",
+    "    ret",
+    ".size cofferdam_try_copy, .-cofferdam_try_copy",
+    "",
+    // ──────────────────────── cofferdam_direct_call ────────────────────────
+    // void cofferdam_direct_call(GateFrame *frame): the `none` backend's
+    // plain call, loading the same registers as the gate, without any switch.
+    ".globl cofferdam_direct_call",
+    ".type cofferdam_direct_call,@function",
+    ".p2align 4",
+    "cofferdam_direct_call:",
+    ".cfi_startproc",
+    "    push rbp",
+    ".cfi_def_cfa_offset 16",
+    "    push rbx",
+    ".cfi_def_cfa_offset 24",
+    "    push r12",
+    ".cfi_def_cfa_offset 32",
+    "    mov rbx, rdi",
+    "    sub rsp, 128",
+    ".cfi_def_cfa_offset 160",
+    "    mov rcx, qword ptr [rbx + 88]",
+    "    mov rsi, qword ptr [rbx + 96]",
+    "    xor eax, eax",
+    "70:",
+    "    cmp rax, rcx",
+    "    jae 71f",
+    "    mov rdx, qword ptr [rsi + rax*8]",
+    "    mov qword ptr [rsp + rax*8], rdx",
+    "    inc rax",
+    "    jmp 70b",
+    "71:",
+    "    movq xmm0, qword ptr [rbx + 112]",
+    "    movq xmm1, qword ptr [rbx + 120]",
+    "    movq xmm2, qword ptr [rbx + 128]",
+    "    movq xmm3, qword ptr [rbx + 136]",
+    "    movq xmm4, qword ptr [rbx + 144]",
+    "    movq xmm5, qword ptr [rbx + 152]",
+    "    movq xmm6, qword ptr [rbx + 160]",
+    "    movq xmm7, qword ptr [rbx + 168]",
+    "    mov rdi, qword ptr [rbx + 8]",
+    "    mov rsi, qword ptr [rbx + 16]",
+    "    mov rdx, qword ptr [rbx + 24]",
+    "    mov rcx, qword ptr [rbx + 32]",
+    "    mov r8,  qword ptr [rbx + 40]",
+    "    mov r9,  qword ptr [rbx + 48]",
+    "    mov eax, dword ptr [rbx + 192]",
+    "    call qword ptr [rbx]",
+    "    add rsp, 128",
+    ".cfi_def_cfa_offset 32",
+    "    mov qword ptr [rbx + 72], rax",
+    "    mov qword ptr [rbx + 80], rdx",
+    "    movq qword ptr [rbx + 176], xmm0",
+    "    movq qword ptr [rbx + 184], xmm1",
+    "    mov dword ptr [rbx + 68], 0",
+    "    pop r12",
+    ".cfi_def_cfa_offset 24",
     "    pop rbx",
+    ".cfi_def_cfa_offset 16",
+    "    pop rbp",
     ".cfi_def_cfa_offset 8",
     "    ret",
     ".cfi_endproc",
-    ".size cofferdam_signal_entry, .-cofferdam_signal_entry",
+    ".size cofferdam_direct_call, .-cofferdam_direct_call",
+    "",
+    ".globl cofferdam_gate_code_end",
+    ".type cofferdam_gate_code_end,@function",
+    "cofferdam_gate_code_end:",
+    "    ud2",
     cfg = sym CONFIG,
     dispatch = sym crate::fault::cofferdam_signal_dispatch,
+    cb_dispatch = sym crate::callback::cofferdam_callback_dispatch,
+    nslots = const crate::callback::NSLOTS,
 );

@@ -20,7 +20,21 @@ pub(crate) struct GateConfig {
     pub pkey: u32,
     /// Offset of PKRU in a signal frame's XSAVE area.
     pub pkru_xsave_offset: u32,
-    _pad: [u8; 4096 - 12],
+    /// 12: 1 when user space may run RDFSBASE (the gate then checks that a
+    /// thread state belongs to the thread using it), else 0.
+    pub fsgsbase: u32,
+    /// 16, 24: the table of per-thread states (`thread.rs`), tagged with P.
+    pub state_base: usize,
+    pub state_len: usize,
+    /// 32, 40: the callback slots (`callback.rs`), tagged with P.
+    pub slot_base: usize,
+    pub nslots: usize,
+    /// 48: bytes of foreign stack per thread (guard page not included).
+    pub foreign_stack: usize,
+    /// 56: 1 when Rust thread stacks are tagged with P at a thread's first
+    /// gate call.
+    pub tag_stacks: u32,
+    _pad: [u8; 4096 - 60],
 }
 
 /// The one instance, referenced by symbol from `asm.rs`.
@@ -36,13 +50,31 @@ pub(crate) static CONFIG: ConfigPage = ConfigPage(UnsafeCell::new(GateConfig {
     deny_mask: 0,
     pkey: 0,
     pkru_xsave_offset: 0,
-    _pad: [0; 4096 - 12],
+    fsgsbase: 0,
+    state_base: 0,
+    state_len: 0,
+    slot_base: 0,
+    nslots: 0,
+    foreign_stack: 0,
+    tag_stacks: 0,
+    _pad: [0; 4096 - 60],
 }));
+
+/// What `configure` writes besides the key.
+pub(crate) struct Settings {
+    pub pkey: Option<u32>,
+    pub pkru_xsave_offset: u32,
+    pub fsgsbase: bool,
+    pub control: (usize, usize),
+    pub slots: (usize, usize),
+    pub foreign_stack: usize,
+    pub tag_stacks: bool,
+}
 
 static SEALED: AtomicBool = AtomicBool::new(false);
 
 /// Writes the gate constants and seals the page read-only. Called once.
-pub(crate) fn configure(pkey: Option<u32>, pkru_xsave_offset: u32) {
+pub(crate) fn configure(set: &Settings) {
     assert!(
         !SEALED.swap(true, Ordering::SeqCst),
         "gate configured twice"
@@ -51,9 +83,16 @@ pub(crate) fn configure(pkey: Option<u32>, pkru_xsave_offset: u32) {
     // SAFETY: not sealed yet and called once (asserted above), so nothing else
     // writes; readers only start after the runtime's init state says ready.
     unsafe {
-        (*page).deny_mask = pkey.map_or(0, |k| 0b11 << (2 * k));
-        (*page).pkey = pkey.unwrap_or(0);
-        (*page).pkru_xsave_offset = pkru_xsave_offset;
+        (*page).deny_mask = set.pkey.map_or(0, |k| 0b11 << (2 * k));
+        (*page).pkey = set.pkey.unwrap_or(0);
+        (*page).pkru_xsave_offset = set.pkru_xsave_offset;
+        (*page).fsgsbase = set.fsgsbase as u32;
+        (*page).state_base = set.control.0;
+        (*page).state_len = set.control.1;
+        (*page).slot_base = set.slots.0;
+        (*page).nslots = set.slots.1;
+        (*page).foreign_stack = set.foreign_stack;
+        (*page).tag_stacks = set.tag_stacks as u32;
     }
     // SAFETY: `CONFIG` is page-aligned and page-sized, so the range is exactly
     // its own page; making it read-only affects nothing else.

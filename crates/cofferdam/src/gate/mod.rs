@@ -8,25 +8,59 @@
 //! * [`GateFrame`]: what one call through the gate records, linked per thread
 //!   so that nested calls and the fault handler find the innermost call.
 //!
+//! * `thread`: each thread's state (foreign stack, tagged Rust stack,
+//!   alternate signal stack), in a table tagged with P.
+//!
 //! # Re-entry
 //!
 //! Calls nest: a gate call made while another is in progress on the same
-//! thread (from a signal handler, or from Rust code that foreign code called
-//! through a raw function pointer) pushes a new frame and pops it on return;
-//! a fault is charged to the innermost call. Foreign code that calls back into
-//! Rust without a Cofferdam callback runs that Rust code *without* the
-//! protected domain's rights, so the first touch of the Rust heap faults and
-//! the outer call returns `Err(Fault)`. Callbacks that take the rights back
-//! properly are a later capability (stack isolation and callbacks).
+//! thread (from a signal handler, or from a [`crate::Callback`] that foreign
+//! code called) pushes a new frame and pops it on return; a fault is charged
+//! to the innermost call. A nested call's foreign frames go below those of
+//! the call it is nested in (the callback entry and the signal dispatcher
+//! lower the thread's foreign stack top while they run). Foreign code that
+//! calls Rust through anything but a `Callback` runs that Rust code without
+//! P's rights, on the foreign stack: its first touch of the Rust heap or
+//! stack faults and the outer call returns `Err(Fault)`.
 
 mod asm;
 pub(crate) mod config;
+pub(crate) mod thread;
 
-use core::cell::Cell;
+use core::ffi::c_void;
 use core::mem::MaybeUninit;
 use core::ptr;
 
-pub(crate) use asm::{cofferdam_gate_landing, cofferdam_signal_entry};
+pub(crate) use asm::{cofferdam_cb_stubs, cofferdam_gate_landing, cofferdam_signal_entry};
+
+#[allow(dead_code)] // for reporting a `ud2` of a failed gate check
+/// Whether `ip` lies in the trampolines' code (`cofferdam_gate_call` up to
+/// the end of the callback entry).
+pub(crate) fn is_gate_code(ip: usize) -> bool {
+    let lo = cofferdam_gate_call as *const () as usize;
+    let hi = asm::cofferdam_gate_code_end as *const () as usize;
+    lo <= ip && ip < hi
+}
+
+/// The copy instruction of `cofferdam_try_copy` and its fixup.
+pub(crate) fn try_copy_insn() -> usize {
+    asm::cofferdam_try_copy_insn as *const () as usize
+}
+pub(crate) fn try_copy_fixup() -> usize {
+    asm::cofferdam_try_copy_fixup as *const () as usize
+}
+
+/// Copies `n` bytes from `src`, memory foreign code named, into `dst`;
+/// `false` if reading `src` faulted (nothing else happens then).
+///
+/// # Safety
+/// `dst` must be valid for `n` bytes of writes and not overlap `src`; `src`
+/// must not be protected memory (checked by callers) — it may be unmapped.
+pub(crate) unsafe fn try_copy(dst: *mut u8, src: usize, n: usize) -> bool {
+    // SAFETY: forwarded contract; a fault reading src is resumed at the
+    // fixup by the fault handler.
+    unsafe { asm::cofferdam_try_copy(dst, src as *const u8, n) == 0 }
+}
 
 /// The benchmark floor: `f(x)` with a bare WRPKRU pair around it (deny P,
 /// call, allow P) and none of the gate's checks. Returns `None` where the
@@ -70,7 +104,7 @@ pub(crate) struct GateFrame {
     pub func: usize,
     /// 8..56: up to six integer or pointer arguments (rdi, rsi, rdx, rcx, r8, r9).
     pub args: [u64; 6],
-    /// 56: the stack pointer the landing pad resumes on after a fault.
+    /// 56: the Rust stack pointer the gate returns on (and a fault resumes on).
     pub saved_rsp: usize,
     /// 64: PKRU as it was before the gate dropped the rights.
     pub trusted_pkru: u32,
@@ -82,11 +116,36 @@ pub(crate) struct GateFrame {
     pub nstack: u64,
     /// 96: the stack arguments, in order (the 7th argument first).
     pub stack_args: *const u64,
+    /// 104: the foreign stack pointer foreign code is called with (the stack
+    /// arguments above it), and must return with.
+    pub foreign_sp: usize,
+    /// 112..176: xmm0..xmm7 (the low 8 bytes: an `f64`, or an `f32` in the
+    /// low 4).
+    pub fargs: [u64; 8],
+    /// 176, 184: xmm0 and xmm1 as the function returned them.
+    pub fret: [u64; 2],
+    /// 192: how many SSE registers carry arguments (`al`, for variadic callees).
+    pub nsse: u64,
+    /// 200: this call's number on its thread (never reused): callbacks are
+    /// armed for one call.
+    pub call_id: u64,
+    /// 208: Rust's MXCSR; 212: Rust's x87 control word. Restored when the
+    /// call ends and while a callback runs.
+    pub mxcsr: u32,
+    pub fpucw: u16,
+    _pad: u16,
+    /// 216: callbacks of this call running now (foreign code is not running
+    /// on this thread while it is non-zero).
+    pub cb_active: u32,
+    _pad2: u32,
     /// The enclosing call on this thread, if any.
     pub prev: *mut GateFrame,
     /// Written by the fault handler, and only read when `status` says the
     /// call faulted.
     pub fault: MaybeUninit<FaultRecord>,
+    /// Set by the callback dispatcher when a callback of this call refused
+    /// its arguments or panicked.
+    pub callback_error: Option<String>,
 }
 
 impl GateFrame {
@@ -109,52 +168,116 @@ impl GateFrame {
             trusted_pkru: 0,
             status: 0,
             ret: [0; 2],
+            foreign_sp: 0,
+            fargs: [0; 8],
+            fret: [0; 2],
+            nsse: 0,
+            call_id: 0,
+            mxcsr: 0,
+            fpucw: 0,
+            _pad: 0,
+            cb_active: 0,
+            _pad2: 0,
             prev: ptr::null_mut(),
             fault: MaybeUninit::uninit(),
+            callback_error: None,
         }
+    }
+
+    /// Sets the SSE argument registers.
+    #[inline]
+    pub(crate) fn with_sse(mut self, sse: &[u64]) -> Self {
+        let n = sse.len().min(8);
+        self.fargs[..n].copy_from_slice(&sse[..n]);
+        self.nsse = n as u64;
+        self
     }
 }
 
-thread_local! {
-    /// The innermost gate call in progress on this thread. Const-initialised
-    /// and without a destructor: reading it allocates nothing and is safe in
-    /// a signal handler.
-    static CURRENT: Cell<*mut GateFrame> = const { Cell::new(ptr::null_mut()) };
-}
-
-/// The innermost gate call in progress on this thread, or null.
+/// The innermost gate call in progress on this thread, or null (also null
+/// on a thread that never made one).
 pub(crate) fn current_frame() -> *mut GateFrame {
-    CURRENT.with(|c| c.get())
+    match thread::existing() {
+        // SAFETY: a checked state belongs to this thread.
+        Some(st) => unsafe { (*st).current },
+        None => ptr::null_mut(),
+    }
 }
 
-/// Whether this thread is inside a gate call (foreign code is, or may be,
-/// running below us on this thread's stack).
-pub(crate) fn in_gate() -> bool {
-    !current_frame().is_null()
+/// Whether foreign code is (or may be) running on this thread right now:
+/// inside a gate call and not inside one of its callbacks. On the mpk
+/// backend PKRU says it directly.
+pub(crate) fn foreign_running() -> bool {
+    let cfg = config::get();
+    if cfg.deny_mask != 0 {
+        if let Some(pkru) = read_pkru() {
+            return pkru & cfg.deny_mask == cfg.deny_mask;
+        }
+    }
+    let f = current_frame();
+    // SAFETY: a non-null innermost frame is live (it is popped before its
+    // call returns).
+    !f.is_null() && unsafe { (*f).cb_active } == 0
 }
 
 extern "C" {
     /// See `asm.rs`: calls `frame.func` with `frame.args`, PKRU switched.
-    fn cofferdam_gate_call(frame: *mut GateFrame);
+    fn cofferdam_gate_call(frame: *mut c_void);
+    /// See `asm.rs`: the same call without any switch (the `none` backend).
+    fn cofferdam_direct_call(frame: *mut c_void);
 }
 
-/// Calls the foreign function described by `frame` through the gate.
-/// Returns `true` if the call returned and `false` if a fault ended it (the
-/// frame's `fault` record says which).
+/// Calls `frame.func` directly, on this stack, with no PKRU switch: the
+/// `none` backend's baseline.
 ///
 /// # Safety
-/// `frame.func` must be a foreign function that may be called with the six
-/// argument registers set to `frame.args` (System V ABI), and the process must
+/// As for [`call`].
+#[inline]
+pub(crate) unsafe fn call_direct(frame: &mut GateFrame) {
+    // SAFETY: forwarded contract.
+    unsafe { cofferdam_direct_call((frame as *mut GateFrame).cast()) }
+}
+
+/// Calls the foreign function described by `frame` through the gate, with
+/// the callbacks in `arm` armed for this call only. Returns `Ok(true)` if
+/// the call returned and `Ok(false)` if a fault ended it (the frame's
+/// `fault` record says which); `Err` if this thread cannot get a state (too
+/// many threads, no memory for a foreign stack).
+///
+/// # Safety
+/// `frame.func` must be a foreign function that may be called with the
+/// argument registers set as in `frame` (System V ABI), and the process must
 /// have been configured with [`config::configure`].
 #[inline(always)]
-pub(crate) unsafe fn call(frame: &mut GateFrame) -> bool {
-    let prev = CURRENT.with(|c| c.replace(frame as *mut GateFrame));
-    frame.prev = prev;
-    // SAFETY: the frame lives on this stack frame for the whole call; the
-    // foreign function's contract is the caller's (above).
-    unsafe { cofferdam_gate_call(frame) };
-    CURRENT.with(|c| c.set(prev));
-    frame.status == 0
+pub(crate) unsafe fn call(frame: &mut GateFrame, arm: &[u32]) -> Result<bool, &'static str> {
+    let st = thread::current()?;
+    // SAFETY: `current` returns this thread's checked, live state; only
+    // this thread writes `current`, `call_seq` and `foreign_top`.
+    unsafe {
+        (*st).call_seq += 1;
+        frame.call_id = (*st).call_seq;
+        frame.prev = (*st).current;
+        frame.foreign_sp = ((*st).foreign_top - 128) & !15;
+    }
+    let mut saved = [(0u32, 0usize, 0u64); 6];
+    let n = arm.len().min(saved.len());
+    for (i, &slot) in arm[..n].iter().enumerate() {
+        saved[i] = (slot, 0, 0);
+        let (o, c) = crate::callback::arm(slot, st as usize, frame.call_id);
+        saved[i].1 = o;
+        saved[i].2 = c;
+    }
+    // SAFETY: as above.
+    unsafe { (*st).current = frame as *mut GateFrame };
+    // SAFETY: the frame lives on this (tagged) stack frame for the whole
+    // call; the foreign function's contract is the caller's (above).
+    unsafe { cofferdam_gate_call((frame as *mut GateFrame).cast()) };
+    // SAFETY: as above; the gate returned on this thread.
+    unsafe { (*st).current = frame.prev };
+    for &(slot, o, c) in saved[..n].iter().rev() {
+        crate::callback::restore(slot, o, c);
+    }
+    Ok(frame.status == 0)
 }
 
 /// Reads PKRU (`rdpkru`). Only meaningful where the OS enabled protection keys.
@@ -186,6 +309,35 @@ mod tests {
         assert_eq!(offset_of!(GateFrame, ret), 72);
         assert_eq!(offset_of!(GateFrame, nstack), 88);
         assert_eq!(offset_of!(GateFrame, stack_args), 96);
+        assert_eq!(offset_of!(GateFrame, foreign_sp), 104);
+        assert_eq!(offset_of!(GateFrame, fargs), 112);
+        assert_eq!(offset_of!(GateFrame, fret), 176);
+        assert_eq!(offset_of!(GateFrame, nsse), 192);
+        assert_eq!(offset_of!(GateFrame, call_id), 200);
+        assert_eq!(offset_of!(GateFrame, mxcsr), 208);
+        assert_eq!(offset_of!(GateFrame, fpucw), 212);
+        assert_eq!(offset_of!(GateFrame, cb_active), 216);
         assert_eq!(offset_of!(config::GateConfig, deny_mask), 0);
+        assert_eq!(offset_of!(config::GateConfig, fsgsbase), 12);
+        assert_eq!(offset_of!(config::GateConfig, state_base), 16);
+        assert_eq!(offset_of!(config::GateConfig, state_len), 24);
+        assert_eq!(offset_of!(config::GateConfig, slot_base), 32);
+        assert_eq!(offset_of!(config::GateConfig, nslots), 40);
+        assert_eq!(offset_of!(thread::ThreadState, fs_base), 0);
+        assert_eq!(offset_of!(thread::ThreadState, current), 8);
+        assert_eq!(offset_of!(thread::ThreadState, foreign_top), 16);
+        assert_eq!(
+            core::mem::size_of::<thread::ThreadState>(),
+            thread::STATE_SIZE
+        );
+        assert_eq!(core::mem::size_of::<crate::callback::CbFrame>(), 192);
+        assert_eq!(offset_of!(crate::callback::CbFrame, foreign_rsp), 112);
+        assert_eq!(offset_of!(crate::callback::CbFrame, ret), 152);
+        assert_eq!(offset_of!(crate::callback::Slot, error), 16);
+        assert_eq!(offset_of!(crate::callback::Slot, refused), 32);
+        assert_eq!(
+            core::mem::size_of::<crate::callback::Slot>(),
+            crate::callback::SLOT_SIZE
+        );
     }
 }

@@ -210,3 +210,203 @@ pub(crate) fn getenv_bytes(name: &core::ffi::CStr) -> Option<&'static [u8]> {
         Some(unsafe { core::ffi::CStr::from_ptr(p) }.to_bytes())
     }
 }
+
+/// The calling thread's id.
+pub(crate) fn gettid() -> i32 {
+    // SAFETY: gettid has no arguments and cannot fail.
+    unsafe { libc::syscall(libc::SYS_gettid) as i32 }
+}
+
+/// The process id.
+pub(crate) fn getpid() -> i32 {
+    // SAFETY: getpid has no preconditions.
+    unsafe { libc::getpid() }
+}
+
+/// Whether user space may run RDFSBASE/WRFSBASE (`HWCAP2_FSGSBASE`).
+pub(crate) fn has_fsgsbase() -> bool {
+    // SAFETY: getauxval has no preconditions.
+    unsafe { libc::getauxval(libc::AT_HWCAP2) & 2 != 0 }
+}
+
+/// Reads a small /proc file into a fixed buffer, without allocating.
+fn read_proc(path: &core::ffi::CStr, buf: &mut [u8]) -> Option<usize> {
+    // SAFETY: path is NUL-terminated; the fd is closed below.
+    let fd = unsafe { libc::open(path.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) };
+    if fd < 0 {
+        return None;
+    }
+    let mut n = 0;
+    while n < buf.len() {
+        // SAFETY: reads into the unfilled part of buf.
+        let r = unsafe { libc::read(fd, buf[n..].as_mut_ptr().cast(), buf.len() - n) };
+        if r <= 0 {
+            break;
+        }
+        n += r as usize;
+    }
+    // SAFETY: fd is ours.
+    unsafe { libc::close(fd) };
+    Some(n)
+}
+
+fn parse_hex(s: &[u8]) -> Option<usize> {
+    let mut v: usize = 0;
+    if s.is_empty() {
+        return None;
+    }
+    for &c in s {
+        let d = (c as char).to_digit(16)? as usize;
+        v = v.checked_mul(16)?.checked_add(d)?;
+    }
+    Some(v)
+}
+
+/// The mapping (from /proc/self/maps) that contains `addr`: `(start, end)`.
+pub(crate) fn mapping_containing(addr: usize) -> Option<(usize, usize)> {
+    // The stack is the last mappings but one or two; /proc/self/maps of a
+    // large process can be long, so read it in chunks and parse line by line.
+    // SAFETY: path is NUL-terminated; the fd is closed below.
+    let fd = unsafe {
+        libc::open(
+            c"/proc/self/maps".as_ptr(),
+            libc::O_RDONLY | libc::O_CLOEXEC,
+        )
+    };
+    if fd < 0 {
+        return None;
+    }
+    let mut buf = [0u8; 8192];
+    let mut have = 0usize;
+    let mut found = None;
+    loop {
+        // SAFETY: reads into the unfilled part of buf.
+        let r = unsafe { libc::read(fd, buf[have..].as_mut_ptr().cast(), buf.len() - have) };
+        if r <= 0 {
+            break;
+        }
+        have += r as usize;
+        let mut start = 0;
+        while let Some(nl) = buf[start..have].iter().position(|&b| b == b'\n') {
+            let line = &buf[start..start + nl];
+            start += nl + 1;
+            let range = line.split(|&b| b == b' ').next().unwrap_or(&[]);
+            let mut it = range.split(|&b| b == b'-');
+            if let (Some(a), Some(b)) = (it.next(), it.next()) {
+                if let (Some(a), Some(b)) = (parse_hex(a), parse_hex(b)) {
+                    if a <= addr && addr < b {
+                        found = Some((a, b));
+                    }
+                }
+            }
+        }
+        buf.copy_within(start..have, 0);
+        have -= start;
+        if found.is_some() || have == buf.len() {
+            break;
+        }
+    }
+    // SAFETY: fd is ours.
+    unsafe { libc::close(fd) };
+    found
+}
+
+/// Where the kernel put the initial stack pointer (argc): field 28 of
+/// /proc/self/stat.
+pub(crate) fn start_stack() -> Option<usize> {
+    let mut buf = [0u8; 2048];
+    let n = read_proc(c"/proc/self/stat", &mut buf)?;
+    let s = &buf[..n];
+    // Fields after the command name, which is in parentheses and may hold
+    // spaces: the remainder starts with field 3.
+    let close = s.iter().rposition(|&b| b == b')')?;
+    let rest = &s[close + 1..];
+    let field = rest
+        .split(|&b| b == b' ')
+        .filter(|f| !f.is_empty())
+        .nth(28 - 3)?;
+    core::str::from_utf8(field).ok()?.parse().ok()
+}
+
+/// The calling (non-main) thread's stack as glibc records it: `(lo, hi)`,
+/// guard page excluded, TLS and thread control block included at the top.
+pub(crate) fn pthread_stack() -> Option<(usize, usize)> {
+    // SAFETY: attr is initialised by pthread_getattr_np and destroyed below;
+    // the out-parameters are valid.
+    unsafe {
+        let mut attr: libc::pthread_attr_t = core::mem::zeroed();
+        if libc::pthread_getattr_np(libc::pthread_self(), &mut attr) != 0 {
+            return None;
+        }
+        let mut addr: *mut c_void = core::ptr::null_mut();
+        let mut size: usize = 0;
+        let r = libc::pthread_attr_getstack(&attr, &mut addr, &mut size);
+        libc::pthread_attr_destroy(&mut attr);
+        (r == 0 && !addr.is_null()).then(|| (addr as usize, addr as usize + size))
+    }
+}
+
+/// The size of glibc's static TLS block, thread control block included
+/// (`_dl_get_tls_static_info`, exported by ld.so for sanitizers and
+/// debuggers).
+pub(crate) fn static_tls_size() -> Option<usize> {
+    type Info = unsafe extern "C" fn(*mut usize, *mut usize);
+    // SAFETY: dlsym with a NUL-terminated name; the symbol, if found, has
+    // this signature in every glibc that exports it.
+    unsafe {
+        let f = libc::dlsym(libc::RTLD_DEFAULT, c"_dl_get_tls_static_info".as_ptr());
+        if f.is_null() {
+            return None;
+        }
+        let f: Info = core::mem::transmute(f);
+        let (mut size, mut align) = (0usize, 0usize);
+        f(&mut size, &mut align);
+        (size > 0).then_some(size + align)
+    }
+}
+
+/// `sigaction` as the kernel's `rt_sigaction` sees it.
+#[repr(C)]
+struct KernelSigaction {
+    handler: usize,
+    flags: u64,
+    restorer: usize,
+    mask: u64,
+}
+
+/// Adds `SA_ONSTACK` to the handler of `sig` if it has one, with raw
+/// `rt_sigaction` (for glibc's internal signals, whose handlers glibc
+/// installs without going through `sigaction`).
+pub(crate) fn add_onstack(sig: c_int) {
+    let mut k = KernelSigaction {
+        handler: 0,
+        flags: 0,
+        restorer: 0,
+        mask: 0,
+    };
+    // SAFETY: query into a correctly sized kernel struct.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_rt_sigaction,
+            sig,
+            core::ptr::null::<KernelSigaction>(),
+            &mut k,
+            8usize,
+        )
+    };
+    if r != 0 || k.handler == libc::SIG_DFL || k.handler == libc::SIG_IGN {
+        return;
+    }
+    k.flags |= libc::SA_ONSTACK as u64;
+    // SAFETY: re-installs the very handler the kernel reported, one flag
+    // added.
+    unsafe {
+        libc::syscall(
+            libc::SYS_rt_sigaction,
+            sig,
+            &k,
+            core::ptr::null_mut::<KernelSigaction>(),
+            8usize,
+        )
+    };
+}
