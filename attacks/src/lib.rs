@@ -56,6 +56,20 @@ pub mod ffi {
             j: i64,
         ) -> i64;
         pub fn cd_null_write();
+        // c/stacks.c
+        pub fn cd_smash_up(canary: u64, max: usize) -> i32;
+        pub fn cd_environ_hunt(canary: u64, max: usize) -> i32;
+        pub fn cd_frame_address() -> usize;
+        pub fn cd_write_u64(p: *mut u64, v: u64);
+        pub fn cd_mix(a: i32, x: f64, b: i64, y: f32, z: f64) -> f64;
+        pub fn cd_halve(x: f32) -> f32;
+        pub fn cd_clobber_mxcsr() -> u32;
+        pub fn cd_cb_call(cb: *const (), a: *mut u8, b: *mut u8) -> i32;
+        pub fn cd_cb_call_stored(a: *mut u8, b: *mut u8) -> i32;
+        pub fn cd_cb_call_in_thread(cb: *const (), a: *mut u8, b: *mut u8) -> i32;
+        pub fn cd_cb_sum(cb: *const (), a: *mut u8, b: *mut u8, n: i32) -> i64;
+        pub fn cd_cb_double(cb: *const (), x: f64, n: i32) -> f64;
+        pub fn cd_run_thread() -> i32;
     }
 }
 

@@ -404,6 +404,12 @@ impl<S: CallbackSig> Drop for Callback<'_, S> {
             // leak the slot and the function rather than free them under it.
             return;
         }
+        // SAFETY: the slot is still ours (in_use); trusted code only.
+        unsafe {
+            let q = s as *const Slot as *mut Slot;
+            (*q).error = 0;
+            (*q).error_sse = 0;
+        }
         let p = s.invoke.swap(0, Ordering::AcqRel) as *mut Box<Erased<'static>>;
         if !p.is_null() {
             // SAFETY: set by `install` from Box::into_raw; swapped out once.

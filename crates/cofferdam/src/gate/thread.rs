@@ -12,14 +12,16 @@
 //! A thread gets its state at its first gate call ([`current`]):
 //!
 //! * a **foreign stack** (`COFFERDAM_FOREIGN_STACK_KIB`, default 1024 KiB,
-//!   plus a guard page below), in ordinary untagged memory: foreign code runs
-//!   on it and never on the Rust stack;
+//!   with a guard page below and above), in ordinary untagged memory: foreign
+//!   code runs on it and never on the Rust stack;
 //! * on the mpk backend, the thread's **Rust stack is tagged with P**: the
 //!   main thread's from the bottom of its mapping up to the page below its
 //!   start-up data (argv, the environment, the auxiliary vector, which foreign
 //!   code reads through `environ` and `getauxval`); another thread's from the
-//!   bottom of its stack to below its static TLS block and thread control
-//!   block (foreign code reads `errno` and the stack-protector canary there);
+//!   bottom of its stack to the page below its static TLS block and thread
+//!   control block (foreign code reads `errno` and the stack-protector canary
+//!   there). The page the TLS shares with the thread's first frames stays
+//!   untagged: MPK works on whole pages;
 //! * an **alternate signal stack** if the thread has none (the kernel would
 //!   otherwise write a signal frame on the tagged stack, and handlers start
 //!   without P's rights); every handler Cofferdam installs is `SA_ONSTACK`,
@@ -244,7 +246,8 @@ fn enter() -> Result<*mut ThreadState, &'static str> {
     }
     let page = sys::page_size();
     let size = (c.foreign_stack + page - 1) & !(page - 1);
-    let map = match sys::map_anon(size + page, libc::PROT_READ | libc::PROT_WRITE) {
+    // [guard][stack][guard]: an overrun either way faults.
+    let map = match sys::map_anon(size + 2 * page, libc::PROT_READ | libc::PROT_WRITE) {
         Ok(m) => m as usize,
         Err(_) => {
             // SAFETY: our entry; give it back.
@@ -252,15 +255,19 @@ fn enter() -> Result<*mut ThreadState, &'static str> {
             return Err("cannot map a foreign stack for this thread");
         }
     };
-    // SAFETY: the lowest page of the mapping just made becomes the guard.
-    let _ = unsafe { sys::mprotect(map as *mut c_void, page, libc::PROT_NONE) };
+    // SAFETY: the lowest and highest pages of the mapping just made become
+    // the guards.
+    unsafe {
+        let _ = sys::mprotect(map as *mut c_void, page, libc::PROT_NONE);
+        let _ = sys::mprotect((map + page + size) as *mut c_void, page, libc::PROT_NONE);
+    }
     // SAFETY: the entry is ours (claimed above); nothing else writes it.
     unsafe {
         (*st).current = ptr::null_mut();
         (*st).call_seq = 0;
         (*st).tid = sys::gettid();
         (*st).foreign_map = map;
-        (*st).foreign_map_len = size + page;
+        (*st).foreign_map_len = size + 2 * page;
         (*st).foreign_base = map + page + size;
         (*st).foreign_top = map + page + size;
         (*st).alt_map = 0;
@@ -344,8 +351,7 @@ fn rust_stack_range(fs: u64) -> Result<(usize, usize), usize> {
         Ok((lo, top))
     } else {
         let (lo, hi) = sys::pthread_stack().ok_or(4usize)?;
-        let tls = sys::static_tls_size().ok_or(5usize)?;
-        let limit = (fs as usize).saturating_sub(tls);
+        let limit = sys::stack_top_below_tls(fs as usize).ok_or(5usize)?;
         let top = hi.min(limit) & !(page - 1);
         if !(lo < here && here < top) {
             return Err(4);

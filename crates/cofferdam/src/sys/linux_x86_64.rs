@@ -346,13 +346,18 @@ pub(crate) fn pthread_stack() -> Option<(usize, usize)> {
     }
 }
 
-/// The size of glibc's static TLS block, thread control block included
-/// (`_dl_get_tls_static_info`, exported by ld.so for sanitizers and
-/// debuggers).
-pub(crate) fn static_tls_size() -> Option<usize> {
+/// How far below a thread's FS base its stack may reach up to: glibc puts
+/// the thread control block (`struct pthread`) at the FS base and the static
+/// TLS block below it, and starts the stack below both, at
+/// `fs + sizeof(struct pthread) - roundup(static TLS size, its alignment)`.
+/// The sizes come from `_dl_get_tls_static_info` (exported by ld.so for
+/// sanitizers) and `_thread_db_sizeof_pthread` (exported by libc for
+/// libthread_db); without the latter the TCB is assumed to be 0 bytes, which
+/// errs low.
+pub(crate) fn stack_top_below_tls(fs: usize) -> Option<usize> {
     type Info = unsafe extern "C" fn(*mut usize, *mut usize);
-    // SAFETY: dlsym with a NUL-terminated name; the symbol, if found, has
-    // this signature in every glibc that exports it.
+    // SAFETY: dlsym with NUL-terminated names; the symbols, if found, have
+    // these types in every glibc that exports them.
     unsafe {
         let f = libc::dlsym(libc::RTLD_DEFAULT, c"_dl_get_tls_static_info".as_ptr());
         if f.is_null() {
@@ -361,7 +366,18 @@ pub(crate) fn static_tls_size() -> Option<usize> {
         let f: Info = core::mem::transmute(f);
         let (mut size, mut align) = (0usize, 0usize);
         f(&mut size, &mut align);
-        (size > 0).then_some(size + align)
+        if size == 0 {
+            return None;
+        }
+        let align = align.max(1);
+        let rounded = size.div_ceil(align) * align;
+        let tcb = libc::dlsym(libc::RTLD_DEFAULT, c"_thread_db_sizeof_pthread".as_ptr());
+        let tcb = if tcb.is_null() {
+            0
+        } else {
+            (tcb as *const u32).read() as usize
+        };
+        (fs + tcb).checked_sub(rounded)
     }
 }
 
