@@ -134,3 +134,81 @@ fn handlers_touch_the_heap_while_mpk_protects_it() {
         assert_eq!(*v, vec![42]);
     }
 }
+
+static HITS: AtomicU64 = AtomicU64::new(0);
+static HEAP_FLAG: AtomicPtr<AtomicU64> = AtomicPtr::new(std::ptr::null_mut());
+
+extern "C" fn count_on_heap(_sig: i32) {
+    // Touches the heap (an AtomicU64 in a Box) and this handler's own stack
+    // frames, wherever the kernel put them.
+    let p = HEAP_FLAG.load(Ordering::SeqCst);
+    // SAFETY: HEAP_FLAG points to a live Box<AtomicU64> while installed.
+    unsafe { (*p).fetch_add(1, Ordering::SeqCst) };
+    HITS.fetch_add(1, Ordering::SeqCst);
+}
+
+/// Arms a one-shot real-time timer for `ms` milliseconds (SIGALRM).
+fn timer_ms(ms: i64) {
+    let v = libc::itimerval {
+        it_interval: libc::timeval { tv_sec: 0, tv_usec: 0 },
+        it_value: libc::timeval { tv_sec: 0, tv_usec: ms * 1000 },
+    };
+    // SAFETY: valid itimerval; no old value requested.
+    assert_eq!(unsafe { libc::setitimer(libc::ITIMER_REAL, &v, std::ptr::null_mut()) }, 0);
+}
+
+#[test]
+fn handlers_work_on_a_tagged_stack_while_rust_and_foreign_code_run() {
+    let _turn = serial();
+    // A gate call first: this thread's stack is now tagged (mpk) and it has
+    // a foreign stack and an alternate signal stack.
+    let c = cofferdam::Compartment::new("signals").unwrap();
+    // SAFETY: cd_noop(int) -> int.
+    let one: i32 =
+        unsafe { c.call("cd_noop", cofferdam_attacks::ffi::cd_noop as *const (), (0,)) }.unwrap();
+    assert_eq!(one, 1);
+    if cofferdam::backend() == cofferdam::Backend::Mpk {
+        assert_eq!(cofferdam::info().stacks_unprotected, None);
+    }
+    let counter = Box::new(AtomicU64::new(0));
+    HEAP_FLAG.store(&*counter as *const AtomicU64 as *mut AtomicU64, Ordering::SeqCst);
+    // Installed now, after Cofferdam started, for SIGINT and SIGALRM.
+    for sig in [libc::SIGINT, libc::SIGALRM] {
+        // SAFETY: installs a valid handler.
+        let old = unsafe { libc::signal(sig, count_on_heap as *const () as libc::sighandler_t) };
+        assert_ne!(old, libc::SIG_ERR);
+        if cofferdam::backend() != cofferdam::Backend::None {
+            assert!(cofferdam::signal_is_wrapped(sig));
+        }
+    }
+    // Synchronous, from Rust code on the tagged stack.
+    raise(libc::SIGINT);
+    raise(libc::SIGALRM);
+    assert_eq!(counter.load(Ordering::SeqCst), 2);
+    // Asynchronous, while Rust code spins on the tagged stack. (The kernel
+    // may deliver a process-directed signal to any thread that does not
+    // block it; in this binary the other threads are idle test workers.)
+    timer_ms(20);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while counter.load(Ordering::SeqCst) < 3 {
+        assert!(std::time::Instant::now() < deadline, "the timer's SIGALRM was not handled");
+        std::hint::spin_loop();
+    }
+    // Asynchronous, while foreign code runs (usleep inside the gate).
+    timer_ms(20);
+    // SAFETY: usleep(useconds_t) -> int; the signal may interrupt it.
+    let _: i32 = unsafe { c.call("usleep", libc::usleep as *const (), (300_000u32,)) }.unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while counter.load(Ordering::SeqCst) < 4 {
+        assert!(std::time::Instant::now() < deadline, "SIGALRM during foreign code was not handled");
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    assert!(!c.is_poisoned(), "a signal during the foreign call poisoned the compartment");
+    assert_eq!(HITS.load(Ordering::SeqCst), counter.load(Ordering::SeqCst));
+    for sig in [libc::SIGINT, libc::SIGALRM] {
+        // SAFETY: restore the default.
+        unsafe { libc::signal(sig, libc::SIG_DFL) };
+    }
+    HEAP_FLAG.store(std::ptr::null_mut(), Ordering::SeqCst);
+    drop(counter);
+}
