@@ -9,13 +9,16 @@ use crate::attr::Args;
 use crate::parse::{Block, Func};
 use crate::Errors;
 
-/// The most integer or pointer arguments the gate carries (`rdi`, `rsi`,
-/// `rdx`, `rcx`, `r8`, `r9`).
-/// Integer or pointer arguments the gate carries: six in registers and up
-/// to `cofferdam::MAX_STACK_ARGS` (16) on the stack.
-pub(crate) const MAX_ARGS: usize = 6 + 16;
-/// Of which in registers.
+/// Integer or pointer arguments in registers (`rdi`, `rsi`, `rdx`, `rcx`,
+/// `r8`, `r9`).
 pub(crate) const REG_ARGS: usize = 6;
+/// Floating-point arguments in registers (`xmm0`..`xmm7`).
+pub(crate) const SSE_ARGS: usize = 8;
+/// Arguments that did not fit in registers, on the stack
+/// (`cofferdam::MAX_STACK_ARGS`).
+pub(crate) const STACK_ARGS: usize = 16;
+/// Parameters of a callback (all in registers).
+pub(crate) const CALLBACK_ARGS: usize = 6;
 
 /// A parameter, as the wrapper takes it.
 pub(crate) enum Param {
@@ -24,12 +27,16 @@ pub(crate) enum Param {
     /// `*const c_void` / `*mut c_void`: any foreign pointer (`span`: the
     /// pointee's, for errors).
     Void { name: Ident, span: Span },
-    /// `unsafe extern "C" fn(..)`, or `Option` of one.
+    /// `unsafe extern "C" fn(..)`, or `Option` of one: the wrapper takes a
+    /// `&cofferdam::Callback` whose parameters are floating-point exactly
+    /// where `sse` says (and as many).
     Callback {
         name: Ident,
-        ty: Type,
         optional: bool,
+        sse: Vec<bool>,
     },
+    /// `f32`/`f64` (`c_float`/`c_double`): an SSE register.
+    Float { name: Ident, ty: Type },
     /// Anything else: passed by value if it implements `ForeignArg`.
     Scalar { name: Ident, ty: Type },
 }
@@ -40,6 +47,7 @@ impl Param {
             Param::Ptr { name, .. }
             | Param::Void { name, .. }
             | Param::Callback { name, .. }
+            | Param::Float { name, .. }
             | Param::Scalar { name, .. } => name,
         }
     }
@@ -51,6 +59,8 @@ pub(crate) enum Ret {
     Unit,
     /// `*const T` / `*mut T`: a validated `ForeignPtr<T>`.
     Ptr(Type),
+    /// `f32`/`f64`: from xmm0 (`single`: an `f32`).
+    Float { ty: Type, single: bool },
     /// Anything else: validated by `FromForeign`.
     Value(Type),
 }
@@ -125,15 +135,6 @@ fn function(args: &Args, func: Func, errors: &mut Errors) -> Checked {
             ),
         ));
     }
-    let n = sig.inputs.len();
-    if n > MAX_ARGS {
-        errors.push(syn::Error::new_spanned(
-            &sig.inputs,
-            format!(
-                "`{fname}` has {n} parameters; the gate carries at most {MAX_ARGS} integer or pointer arguments (6 in registers, 16 on the stack)"
-            ),
-        ));
-    }
     let mut params = Vec::new();
     for (i, input) in sig.inputs.iter().enumerate() {
         let FnArg::Typed(pt) = input else {
@@ -149,6 +150,21 @@ fn function(args: &Args, func: Func, errors: &mut Errors) -> Checked {
             params.push(p);
         }
     }
+    let floats = params
+        .iter()
+        .filter(|p| matches!(p, Param::Float { .. }))
+        .count();
+    let ints = params.len() - floats;
+    let on_stack = ints.saturating_sub(REG_ARGS) + floats.saturating_sub(SSE_ARGS);
+    if on_stack > STACK_ARGS {
+        errors.push(syn::Error::new_spanned(
+            &sig.inputs,
+            format!(
+                "`{fname}` has {} parameters, {on_stack} of which would go on the stack; the gate carries {REG_ARGS} integer or pointer and {SSE_ARGS} floating-point arguments in registers and at most {STACK_ARGS} more on the stack",
+                sig.inputs.len()
+            ),
+        ));
+    }
     let ret = match &sig.output {
         ReturnType::Default => Ret::Unit,
         ReturnType::Type(_, ty) => ret(&format!("`{fname}`: the return"), fname, ty, errors),
@@ -157,7 +173,9 @@ fn function(args: &Args, func: Func, errors: &mut Errors) -> Checked {
     let marker = func.safe_marker;
     let safe = listed || marker.is_some();
     if safe {
-        let pointer = params.iter().find(|p| !matches!(p, Param::Scalar { .. }));
+        let pointer = params
+            .iter()
+            .find(|p| !matches!(p, Param::Scalar { .. } | Param::Float { .. }));
         if let Some(p) = pointer {
             let at = marker.unwrap_or_else(|| {
                 args.safe
@@ -236,8 +254,8 @@ fn unsupported(what: &str, ty: &Type) -> Option<syn::Error> {
             format!("{what} has a type the gate cannot carry")
         }
         t => match last_ident(t).map(|i| i.to_string()).as_deref() {
-            Some("f32" | "f64" | "c_float" | "c_double" | "c_longdouble") => format!(
-                "{what} is a float; the gate carries only integer and pointer arguments and returns (no vector registers)"
+            Some("c_longdouble" | "f128" | "f16") => format!(
+                "{what} is an x87 `long double` or a non-standard float; the gate carries `f32` and `f64` in SSE registers only"
             ),
             Some("u128" | "i128") => format!(
                 "{what} is a 128-bit integer; the gate carries values of at most 64 bits"
@@ -250,6 +268,54 @@ fn unsupported(what: &str, ty: &Type) -> Option<syn::Error> {
 
 fn is_void(ty: &Type) -> bool {
     last_ident(unparen(ty)).is_some_and(|i| i == "c_void")
+}
+
+/// `f32`, `f64`, `c_float`, `c_double`: `Some(single)`.
+fn float_kind(ty: &Type) -> Option<bool> {
+    match last_ident(unparen(ty))?.to_string().as_str() {
+        "f32" | "c_float" => Some(true),
+        "f64" | "c_double" => Some(false),
+        _ => None,
+    }
+}
+
+/// A callback parameter's shape, from its `extern "C" fn` type.
+fn callback(
+    what: &str,
+    name: Ident,
+    f: &syn::TypeBareFn,
+    optional: bool,
+    errors: &mut Errors,
+) -> Option<Param> {
+    if let Some(v) = &f.variadic {
+        errors.push(syn::Error::new_spanned(
+            v,
+            format!(
+                "{what} is a variadic callback; a Rust callback takes a fixed list of parameters"
+            ),
+        ));
+        return None;
+    }
+    if f.inputs.len() > CALLBACK_ARGS {
+        errors.push(syn::Error::new_spanned(
+            &f.inputs,
+            format!(
+                "{what} is a callback with {} parameters; callbacks take at most {CALLBACK_ARGS}",
+                f.inputs.len()
+            ),
+        ));
+        return None;
+    }
+    let sse = f
+        .inputs
+        .iter()
+        .map(|a| float_kind(&a.ty).is_some())
+        .collect();
+    Some(Param::Callback {
+        name,
+        optional,
+        sse,
+    })
 }
 
 fn param(what: &str, name: Ident, ty: &Type, errors: &mut Errors) -> Option<Param> {
@@ -267,15 +333,16 @@ fn param(what: &str, name: Ident, ty: &Type, errors: &mut Errors) -> Option<Para
             name,
             pointee: (*p.elem).clone(),
         },
-        Type::BareFn(_) => Param::Callback {
+        Type::BareFn(f) => return callback(what, name, f, false, errors),
+        _ if matches!(option_of(t), Some(Type::BareFn(_))) => {
+            let Some(Type::BareFn(f)) = option_of(t) else {
+                unreachable!()
+            };
+            return callback(what, name, f, true, errors);
+        }
+        _ if float_kind(t).is_some() => Param::Float {
             name,
             ty: ty.clone(),
-            optional: false,
-        },
-        _ if matches!(option_of(t), Some(Type::BareFn(_))) => Param::Callback {
-            name,
-            ty: ty.clone(),
-            optional: true,
         },
         Type::Never(_) => {
             errors.push(syn::Error::new_spanned(ty, format!("{what} cannot be `!`")));
@@ -306,7 +373,13 @@ fn ret(what: &str, fname: &Ident, ty: &Type, errors: &mut Errors) -> Ret {
         }
         Type::BareFn(_) => fn_ptr_error(fname, ty, errors),
         _ if matches!(option_of(t), Some(Type::BareFn(_))) => fn_ptr_error(fname, ty, errors),
-        _ => Ret::Value(ty.clone()),
+        _ => match float_kind(t) {
+            Some(single) => Ret::Float {
+                ty: ty.clone(),
+                single,
+            },
+            None => Ret::Value(ty.clone()),
+        },
     }
 }
 

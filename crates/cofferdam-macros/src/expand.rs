@@ -7,7 +7,7 @@ use syn::spanned::Spanned;
 use syn::LitStr;
 
 use crate::attr::Args;
-use crate::check::{Checked, Param, Ret, MAX_ARGS, REG_ARGS};
+use crate::check::{Checked, Param, Ret, REG_ARGS, SSE_ARGS, STACK_ARGS};
 use crate::parse::Block;
 
 pub(crate) fn expand(
@@ -88,7 +88,19 @@ fn wrapper(
     let vis = &c.func.vis;
     let attrs = &c.func.wrapper_attrs;
     let mut inputs = Vec::new();
+    // System V: integers and pointers fill six registers, floats eight;
+    // what does not fit goes on the stack in parameter order.
     let mut words = Vec::new();
+    let mut sse = Vec::new();
+    let mut stack_words = Vec::new();
+    let mut callbacks = Vec::new();
+    let int_word = |w: TokenStream, words: &mut Vec<TokenStream>, stack: &mut Vec<TokenStream>| {
+        if words.len() < REG_ARGS {
+            words.push(w);
+        } else {
+            stack.push(w);
+        }
+    };
     for p in &c.params {
         let pname = p.name();
         match p {
@@ -97,59 +109,113 @@ fn wrapper(
                 inputs.push(quote_spanned! {span=>
                     #pname: impl ::cofferdam::validate::IntoForeignPtr<#pointee>
                 });
-                words.push(quote_spanned! {span=>
-                    ::cofferdam::validate::IntoForeignPtr::<#pointee>::into_foreign_ptr(#pname).addr() as u64
-                });
+                int_word(
+                    quote_spanned! {span=>
+                        ::cofferdam::validate::IntoForeignPtr::<#pointee>::into_foreign_ptr(#pname).addr() as u64
+                    },
+                    &mut words,
+                    &mut stack_words,
+                );
             }
             Param::Void { span, .. } => {
                 let span = *span;
                 inputs.push(quote_spanned! {span=>
                     #pname: impl ::cofferdam::validate::IntoForeignAddr
                 });
-                words.push(quote_spanned! {span=>
-                    ::cofferdam::validate::IntoForeignAddr::into_foreign_addr(#pname).addr() as u64
-                });
+                int_word(
+                    quote_spanned! {span=>
+                        ::cofferdam::validate::IntoForeignAddr::into_foreign_addr(#pname).addr() as u64
+                    },
+                    &mut words,
+                    &mut stack_words,
+                );
             }
-            Param::Callback { ty, optional, .. } => {
-                inputs.push(quote! { #pname: #ty });
-                words.push(if *optional {
-                    quote! {
-                        match #pname {
-                            ::core::option::Option::Some(f) => f as usize as u64,
-                            ::core::option::Option::None => 0u64,
-                        }
+            Param::Callback {
+                optional,
+                sse: pattern,
+                ..
+            } => {
+                let classes = pattern.iter().map(|&f| {
+                    if f {
+                        quote! { ::cofferdam::callback::Sse }
+                    } else {
+                        quote! { ::cofferdam::callback::Int }
                     }
-                } else {
-                    quote! { #pname as usize as u64 }
                 });
+                // The C declaration's parameter classes, as a type: a
+                // callback of another shape does not type-check.
+                let shape = quote! { (#(#classes,)*) };
+                if *optional {
+                    inputs.push(quote! {
+                        #pname: ::core::option::Option<&::cofferdam::Callback<'_, impl ::cofferdam::CallbackSig<Shape = #shape>>>
+                    });
+                    callbacks.push(quote! { #pname.map_or(u32::MAX, |c| c.slot()) });
+                    int_word(
+                        quote! { #pname.map_or(0u64, |c| c.stub().addr() as u64) },
+                        &mut words,
+                        &mut stack_words,
+                    );
+                } else {
+                    inputs.push(quote! {
+                        #pname: &::cofferdam::Callback<'_, impl ::cofferdam::CallbackSig<Shape = #shape>>
+                    });
+                    callbacks.push(quote! { #pname.slot() });
+                    int_word(
+                        quote! { #pname.stub().addr() as u64 },
+                        &mut words,
+                        &mut stack_words,
+                    );
+                }
+            }
+            Param::Float { ty, .. } => {
+                inputs.push(quote! { #pname: #ty });
+                let w = quote! { ::cofferdam::validate::float_word(#pname) };
+                if sse.len() < SSE_ARGS {
+                    sse.push(w);
+                } else {
+                    stack_words.push(w);
+                }
             }
             Param::Scalar { ty, .. } => {
                 let span = ty.span();
                 inputs.push(quote! { #pname: #ty });
-                words.push(quote_spanned! {span=>
-                    ::cofferdam::validate::ForeignArg::into_word(#pname)
-                });
+                int_word(
+                    quote_spanned! {span=>
+                        ::cofferdam::validate::ForeignArg::into_word(#pname)
+                    },
+                    &mut words,
+                    &mut stack_words,
+                );
             }
         }
     }
     // Too many parameters were reported by the checks; never go past the
-    // gate's limit. The first six travel in registers, the rest on the stack.
-    words.truncate(MAX_ARGS);
-    let stack_words: Vec<_> = if words.len() > REG_ARGS {
-        words.split_off(REG_ARGS)
-    } else {
-        Vec::new()
-    };
+    // gate's limit.
+    stack_words.truncate(STACK_ARGS);
     while words.len() < REG_ARGS {
         words.push(quote! { 0u64 });
     }
+    let nsse = sse.len();
+    while sse.len() < SSE_ARGS {
+        sse.push(quote! { 0u64 });
+    }
+    let n_cb = callbacks.len();
     let (ret_ty, ret_span) = match &c.ret {
         Ret::Unit => (quote! { () }, Span::call_site()),
         Ret::Ptr(t) => (quote! { ::cofferdam::ForeignPtr<#t> }, t.span()),
+        Ret::Float { ty, .. } => (quote! { #ty }, ty.span()),
         Ret::Value(t) => (quote! { #t }, t.span()),
     };
-    let validate = quote_spanned! {ret_span=>
-        ::cofferdam::validate::check::<#ret_ty>(#name_str, __cofferdam_ret)
+    let validate = match &c.ret {
+        Ret::Float { single: true, .. } => quote! {
+            ::core::result::Result::Ok(f32::from_bits(__cofferdam_ret.xmm0 as u32))
+        },
+        Ret::Float { single: false, .. } => quote! {
+            ::core::result::Result::Ok(f64::from_bits(__cofferdam_ret.xmm0))
+        },
+        _ => quote_spanned! {ret_span=>
+            ::cofferdam::validate::check::<#ret_ty>(#name_str, [__cofferdam_ret.rax, __cofferdam_ret.rdx])
+        },
     };
     let n_stack = stack_words.len();
     let docs = docs(&name_str, &compartment.value(), c);
@@ -167,24 +233,33 @@ fn wrapper(
         #[allow(clippy::too_many_arguments)]
         #vis #unsafety fn #name(#(#inputs),*) -> ::core::result::Result<#ret_ty, ::cofferdam::Error> {
             let __cofferdam_words: [u64; 6] = [#(#words),*];
+            let __cofferdam_sse: [u64; 8] = [#(#sse),*];
             let __cofferdam_stack: [u64; #n_stack] = [#(#stack_words),*];
+            let __cofferdam_callbacks: [u32; #n_cb] = [#(#callbacks),*];
             let __cofferdam_compartment = #module::__cofferdam_compartment()?;
             // SAFETY (argued in cofferdam-macros/src/expand.rs): the address
             // is that of the foreign function declared with this very
             // signature; the words were converted from the wrapper's
-            // parameters in order, one per declared parameter (integers or
-            // pointers: six in registers, the rest on the stack, within the
-            // gate's limits), and the return is read as the declared
-            // type through `FromForeign`, which validates it. What the
-            // function does with its arguments is the contract of this
-            // wrapper: `unsafe fn`, or safe only for integer parameters.
+            // parameters in order and classified as System V does (integers
+            // and pointers in six registers, floats in eight, the rest on
+            // the stack in parameter order, within the gate's limits), and
+            // the return is read from the register its type uses, through
+            // `FromForeign` (which validates it) for integers and pointers.
+            // Callbacks are Cofferdam stubs armed for this call only. What
+            // the function does with its arguments is the contract of this
+            // wrapper: `unsafe fn`, or safe only for scalar parameters.
             #[allow(unused_unsafe)]
             let __cofferdam_ret = unsafe {
-                __cofferdam_compartment.call_words_stack(
+                __cofferdam_compartment.call_regs(
                     #name_str,
                     #module::#name as *const (),
-                    __cofferdam_words,
-                    &__cofferdam_stack,
+                    &::cofferdam::CallRegs {
+                        ints: __cofferdam_words,
+                        sse: __cofferdam_sse,
+                        nsse: #nsse,
+                        stack: &__cofferdam_stack,
+                        callbacks: &__cofferdam_callbacks,
+                    },
                 )
             }?;
             #validate
@@ -224,7 +299,7 @@ fn docs(name: &str, compartment: &str, c: &Checked) -> Vec<String> {
         d.push(" Pointer arguments must be foreign memory (`ForeignPtr`, `&ForeignBox`, `&ForeignVec`): a Rust pointer does not compile. With the `mpk` backend a breach of the contract therefore reaches foreign memory or faults, and cannot reach the Rust heap; Rust thread stacks and statics are not protected yet, and the `split` and `none` backends protect nothing, which is why this wrapper is `unsafe`.".into());
         if c.params.iter().any(|p| matches!(p, Param::Callback { .. })) {
             d.push(String::new());
-            d.push(" A callback is called by the foreign code without the rights to the Rust heap: a Rust function passed here faults at its first access to the heap (callbacks through the gate are a later step).".into());
+            d.push(" Callbacks are `cofferdam::Callback`s: C gets a stub that runs the Rust function only during this call, on this thread, with arguments checked (a `ForeignPtr` into protected memory is refused); a panic comes back as `Error::Callback`.".into());
         }
     }
     d

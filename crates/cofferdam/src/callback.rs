@@ -194,10 +194,21 @@ pub(crate) extern "C" fn cofferdam_callback_dispatch(slot_index: u64, f: *mut Cb
     }
 }
 
+/// The register class of a callback parameter: an integer register.
+#[derive(Debug)]
+pub enum Int {}
+/// The register class of a callback parameter: an SSE register.
+#[derive(Debug)]
+pub enum Sse {}
+
 /// A value C passes to a callback, checked before Rust sees it.
 pub trait CallbackArg: Sized {
     /// Passed in an SSE register (`f32`, `f64`) rather than an integer one.
     const SSE: bool = false;
+    /// [`Int`] or [`Sse`], as `SSE` says: generated wrappers compare the
+    /// classes of a callback's parameters with the C declaration's at
+    /// compile time.
+    type Class;
     /// Builds the value from its register, or says why it is invalid.
     fn from_word(w: u64) -> Result<Self, String>;
 }
@@ -205,6 +216,7 @@ pub trait CallbackArg: Sized {
 macro_rules! cb_int {
     ($($t:ty),*) => { $(
         impl CallbackArg for $t {
+            type Class = Int;
             /// The low bits, as the ABI defines them.
             #[inline]
             fn from_word(w: u64) -> Result<Self, String> { Ok(w as $t) }
@@ -214,6 +226,7 @@ macro_rules! cb_int {
 cb_int!(u8, u16, u32, u64, usize, i8, i16, i32, i64, isize);
 
 impl CallbackArg for bool {
+    type Class = Int;
     fn from_word(w: u64) -> Result<Self, String> {
         match w as u8 {
             0 => Ok(false),
@@ -224,17 +237,20 @@ impl CallbackArg for bool {
 }
 impl CallbackArg for f64 {
     const SSE: bool = true;
+    type Class = Sse;
     fn from_word(w: u64) -> Result<Self, String> {
         Ok(f64::from_bits(w))
     }
 }
 impl CallbackArg for f32 {
     const SSE: bool = true;
+    type Class = Sse;
     fn from_word(w: u64) -> Result<Self, String> {
         Ok(f32::from_bits(w as u32))
     }
 }
 impl<T> CallbackArg for ForeignPtr<T> {
+    type Class = Int;
     /// Null, or an address whose `size_of::<T>()` bytes (at least one) are
     /// outside protected memory.
     fn from_word(w: u64) -> Result<Self, String> {
@@ -309,6 +325,9 @@ pub trait CallbackSig: 'static {
     const ARITY: usize;
     /// Which parameters travel in SSE registers.
     const SSE: [bool; 6];
+    /// The parameters' register classes as a tuple (`(Int, Int)` for
+    /// `fn(ForeignPtr<c_int>, ForeignPtr<c_int>) -> c_int`).
+    type Shape;
 }
 
 /// A Rust function that foreign code may call during the gate calls it is
@@ -438,6 +457,7 @@ macro_rules! arity {
     ($n:expr; $($a:ident),*) => {
         impl<R: CallbackRet + 'static, $($a: CallbackArg + 'static),*> CallbackSig for fn($($a),*) -> R {
             type Ret = R;
+            type Shape = ($(<$a as CallbackArg>::Class,)*);
             const ARITY: usize = $n;
             const SSE: [bool; 6] = {
                 let mut s = [false; 6];

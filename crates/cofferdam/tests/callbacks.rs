@@ -52,12 +52,19 @@ fn qsort_sorts_with_a_rust_comparator() {
     let mut want = data.clone();
     want.sort();
     assert_eq!(v.to_vec(), want);
-    assert!(calls.get() > 20_000, "the comparator ran {} times", calls.get());
+    assert!(
+        calls.get() > 20_000,
+        "the comparator ran {} times",
+        calls.get()
+    );
     assert_eq!(cmp.refusals(), 0);
 }
 
 fn abuse_setup() -> (Compartment, ForeignVec<u8>) {
-    (Compartment::new("abuse").unwrap(), ForeignVec::<u8>::zeroed(16).unwrap())
+    (
+        Compartment::new("abuse").unwrap(),
+        ForeignVec::<u8>::zeroed(16).unwrap(),
+    )
 }
 
 #[test]
@@ -141,15 +148,25 @@ fn a_callback_called_after_its_call_returned_is_refused() {
     let f = buf.as_foreign_ptr();
     // SAFETY: cd_cb_call(cb, a, b) -> int; C keeps cb.
     let r: i32 = unsafe {
-        c.call_with_callbacks("cd_cb_call", ffi::cd_cb_call as *const (), (cb.stub(), f, f), &[&cb])
+        c.call_with_callbacks(
+            "cd_cb_call",
+            ffi::cd_cb_call as *const (),
+            (cb.stub(), f, f),
+            &[&cb],
+        )
     }
     .unwrap();
     assert_eq!((r, ran.get()), (1, 1));
     // A later call that did not pass the callback: C calls the one it kept.
     // SAFETY: cd_cb_call_stored(a, b) -> int.
-    let r: i32 =
-        unsafe { c.call("cd_cb_call_stored", ffi::cd_cb_call_stored as *const (), (f, f)) }
-            .unwrap();
+    let r: i32 = unsafe {
+        c.call(
+            "cd_cb_call_stored",
+            ffi::cd_cb_call_stored as *const (),
+            (f, f),
+        )
+    }
+    .unwrap();
     assert_eq!(r, -7, "C got the error value");
     assert_eq!(ran.get(), 1, "the stale callback ran");
     assert_eq!(cb.refusals(), 1);
@@ -157,9 +174,14 @@ fn a_callback_called_after_its_call_returned_is_refused() {
     // for.
     drop(cb);
     // SAFETY: as above.
-    let r: i32 =
-        unsafe { c.call("cd_cb_call_stored", ffi::cd_cb_call_stored as *const (), (f, f)) }
-            .unwrap();
+    let r: i32 = unsafe {
+        c.call(
+            "cd_cb_call_stored",
+            ffi::cd_cb_call_stored as *const (),
+            (f, f),
+        )
+    }
+    .unwrap();
     assert_ne!(r, 1, "a dropped callback ran");
     assert_eq!(ran.get(), 1);
 }
@@ -202,7 +224,12 @@ fn a_panicking_callback_does_not_unwind_into_c() {
     let f = buf.as_foreign_ptr();
     // SAFETY: cd_cb_sum(cb, a, b, n) -> long: calls cb three times.
     let r: Result<i64, Error> = unsafe {
-        c.call_with_callbacks("cd_cb_sum", ffi::cd_cb_sum as *const (), (cb.stub(), f, f, 3), &[&cb])
+        c.call_with_callbacks(
+            "cd_cb_sum",
+            ffi::cd_cb_sum as *const (),
+            (cb.stub(), f, f, 3),
+            &[&cb],
+        )
     };
     match r {
         Err(Error::Callback { detail, .. }) => assert!(detail.contains("boom"), "{detail}"),
@@ -244,6 +271,9 @@ fn floating_point_callbacks_and_nested_gate_calls() {
     // SAFETY: double cd_cb_double(double (*cb)(double, int), double x, int n).
     let r = unsafe { c.call_regs("cd_cb_double", ffi::cd_cb_double as *const (), &regs) }.unwrap();
     assert_eq!(f64::from_bits(r.xmm0), 2.5 * 4.0 + 1.0);
-    assert!(inner_fault.get(), "the nested fault was not charged to the nested call");
+    assert!(
+        inner_fault.get(),
+        "the nested fault was not charged to the nested call"
+    );
     assert!(!c.is_poisoned());
 }

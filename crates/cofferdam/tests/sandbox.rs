@@ -338,3 +338,53 @@ fn more_than_six_parameters_go_on_the_stack() {
     assert_eq!(cd_sum10(1, 2, 3, 4, 5, 6, 7, 8, 9, 10).unwrap(), 385);
     assert_eq!(cd_sum10(0, 0, 0, 0, 0, 0, 0, 0, 0, -1).unwrap(), -10);
 }
+
+// Floating-point parameters and returns, and callbacks, as bindgen writes
+// them.
+#[cofferdam::sandbox(compartment = "float-and-callbacks")]
+extern "C" {
+    fn cd_mix(a: c_int, x: f64, b: core::ffi::c_long, y: f32, z: core::ffi::c_double) -> f64;
+    fn cd_halve(x: core::ffi::c_float) -> f32;
+    pub fn qsort(
+        base: *mut c_void,
+        nmemb: usize,
+        size: usize,
+        compar: Option<unsafe extern "C" fn(*const c_void, *const c_void) -> c_int>,
+    );
+    fn cd_cb_double(
+        cb: Option<unsafe extern "C" fn(x: f64, n: c_int) -> f64>,
+        x: f64,
+        n: c_int,
+    ) -> f64;
+    fn ldexp(x: f64, exp: c_int) -> f64;
+}
+
+#[test]
+fn floats_travel_in_sse_registers() {
+    // SAFETY: scalar arguments only; the functions have no preconditions.
+    unsafe {
+        assert_eq!(cd_mix(3, 1.5, 4, 0.5, 2.0).unwrap(), 4.5);
+        assert_eq!(cd_halve(3.0).unwrap(), 1.5);
+        assert_eq!(ldexp(0.75, 4).unwrap(), 12.0);
+    }
+}
+
+#[test]
+fn callbacks_through_the_macro() {
+    if cofferdam::backend() == cofferdam::Backend::None {
+        return;
+    }
+    let v = ForeignVec::<c_int>::from_slice(&[5, -2, 9, 0, 3]).unwrap();
+    let cmp =
+        cofferdam::Callback::<fn(ForeignPtr<c_int>, ForeignPtr<c_int>) -> c_int>::new(|a, b| {
+            a.read().unwrap_or(0).cmp(&b.read().unwrap_or(0)) as c_int
+        })
+        .unwrap();
+    // SAFETY: `v` holds `len` ints of 4 bytes.
+    unsafe { qsort(&v, v.len(), 4, Some(&cmp)) }.unwrap();
+    assert_eq!(v.to_vec(), [-2, 0, 3, 5, 9]);
+    let twice = cofferdam::Callback::<fn(f64, c_int) -> f64>::new(|x, n| x * n as f64).unwrap();
+    // SAFETY: scalar arguments and a callback.
+    let r = unsafe { cd_cb_double(Some(&twice), 2.5, 2) }.unwrap();
+    assert_eq!(r, 6.0);
+}

@@ -150,11 +150,20 @@ extern "C" fn count_on_heap(_sig: i32) {
 /// Arms a one-shot real-time timer for `ms` milliseconds (SIGALRM).
 fn timer_ms(ms: i64) {
     let v = libc::itimerval {
-        it_interval: libc::timeval { tv_sec: 0, tv_usec: 0 },
-        it_value: libc::timeval { tv_sec: 0, tv_usec: ms * 1000 },
+        it_interval: libc::timeval {
+            tv_sec: 0,
+            tv_usec: 0,
+        },
+        it_value: libc::timeval {
+            tv_sec: 0,
+            tv_usec: ms * 1000,
+        },
     };
     // SAFETY: valid itimerval; no old value requested.
-    assert_eq!(unsafe { libc::setitimer(libc::ITIMER_REAL, &v, std::ptr::null_mut()) }, 0);
+    assert_eq!(
+        unsafe { libc::setitimer(libc::ITIMER_REAL, &v, std::ptr::null_mut()) },
+        0
+    );
 }
 
 #[test]
@@ -164,14 +173,23 @@ fn handlers_work_on_a_tagged_stack_while_rust_and_foreign_code_run() {
     // a foreign stack and an alternate signal stack.
     let c = cofferdam::Compartment::new("signals").unwrap();
     // SAFETY: cd_noop(int) -> int.
-    let one: i32 =
-        unsafe { c.call("cd_noop", cofferdam_attacks::ffi::cd_noop as *const (), (0,)) }.unwrap();
+    let one: i32 = unsafe {
+        c.call(
+            "cd_noop",
+            cofferdam_attacks::ffi::cd_noop as *const (),
+            (0,),
+        )
+    }
+    .unwrap();
     assert_eq!(one, 1);
     if cofferdam::backend() == cofferdam::Backend::Mpk {
         assert_eq!(cofferdam::info().stacks_unprotected, None);
     }
     let counter = Box::new(AtomicU64::new(0));
-    HEAP_FLAG.store(&*counter as *const AtomicU64 as *mut AtomicU64, Ordering::SeqCst);
+    HEAP_FLAG.store(
+        &*counter as *const AtomicU64 as *mut AtomicU64,
+        Ordering::SeqCst,
+    );
     // Installed now, after Cofferdam started, for SIGINT and SIGALRM.
     for sig in [libc::SIGINT, libc::SIGALRM] {
         // SAFETY: installs a valid handler.
@@ -191,7 +209,10 @@ fn handlers_work_on_a_tagged_stack_while_rust_and_foreign_code_run() {
     timer_ms(20);
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     while counter.load(Ordering::SeqCst) < 3 {
-        assert!(std::time::Instant::now() < deadline, "the timer's SIGALRM was not handled");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the timer's SIGALRM was not handled"
+        );
         std::hint::spin_loop();
     }
     // Asynchronous, while foreign code runs (usleep inside the gate).
@@ -200,10 +221,16 @@ fn handlers_work_on_a_tagged_stack_while_rust_and_foreign_code_run() {
     let _: i32 = unsafe { c.call("usleep", libc::usleep as *const (), (300_000u32,)) }.unwrap();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     while counter.load(Ordering::SeqCst) < 4 {
-        assert!(std::time::Instant::now() < deadline, "SIGALRM during foreign code was not handled");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "SIGALRM during foreign code was not handled"
+        );
         std::thread::sleep(std::time::Duration::from_millis(5));
     }
-    assert!(!c.is_poisoned(), "a signal during the foreign call poisoned the compartment");
+    assert!(
+        !c.is_poisoned(),
+        "a signal during the foreign call poisoned the compartment"
+    );
     assert_eq!(HITS.load(Ordering::SeqCst), counter.load(Ordering::SeqCst));
     for sig in [libc::SIGINT, libc::SIGALRM] {
         // SAFETY: restore the default.

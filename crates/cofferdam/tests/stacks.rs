@@ -40,7 +40,8 @@ fn smaps_entry(addr: usize) -> String {
     for l in smaps.lines() {
         if let Some((range, _)) = l.split_once(' ') {
             if let Some((a, b)) = range.split_once('-') {
-                if let (Ok(a), Ok(b)) = (usize::from_str_radix(a, 16), usize::from_str_radix(b, 16)) {
+                if let (Ok(a), Ok(b)) = (usize::from_str_radix(a, 16), usize::from_str_radix(b, 16))
+                {
                     inside = a <= addr && addr < b;
                     if inside {
                         out.push_str(l);
@@ -63,9 +64,14 @@ fn foreign_code_runs_on_a_stack_of_its_own() {
     let local = 0u64;
     let here = &local as *const u64 as usize;
     // SAFETY: cd_frame_address(void) -> uintptr_t.
-    let there: usize =
-        unsafe { c.call("cd_frame_address", fn_addr(ffi::cd_frame_address as *const ()), ()) }
-            .unwrap();
+    let there: usize = unsafe {
+        c.call(
+            "cd_frame_address",
+            fn_addr(ffi::cd_frame_address as *const ()),
+            (),
+        )
+    }
+    .unwrap();
     if cofferdam::backend() == cofferdam::Backend::None {
         return; // the baseline calls C on this stack, by definition
     }
@@ -100,7 +106,11 @@ fn a_frame_overrun_finds_no_rust_frame_and_hits_the_guard() {
         Err(Error::Fault(f)) => assert_eq!(f.kind, FaultKind::AccessRights, "{f}"),
         other => panic!("the overrun did not end on the guard page: {other:?}"),
     }
-    assert_eq!(std::hint::black_box(keep), [canary; 4], "a Rust local changed");
+    assert_eq!(
+        std::hint::black_box(keep),
+        [canary; 4],
+        "a Rust local changed"
+    );
 }
 
 #[test]
@@ -172,7 +182,11 @@ fn threads_get_their_own_foreign_stacks_and_tagged_stacks() {
                 for i in 0..500 {
                     // SAFETY: cd_noop(int) -> int.
                     let r: i32 = unsafe {
-                        c.call("cd_noop", fn_addr(ffi::cd_noop as *const ()), (t * 1000 + i,))
+                        c.call(
+                            "cd_noop",
+                            fn_addr(ffi::cd_noop as *const ()),
+                            (t * 1000 + i,),
+                        )
                     }
                     .unwrap();
                     assert_eq!(r, t * 1000 + i + 1);
@@ -180,7 +194,11 @@ fn threads_get_their_own_foreign_stacks_and_tagged_stacks() {
                 }
                 // SAFETY: cd_frame_address(void) -> uintptr_t.
                 let frame: usize = unsafe {
-                    c.call("cd_frame_address", fn_addr(ffi::cd_frame_address as *const ()), ())
+                    c.call(
+                        "cd_frame_address",
+                        fn_addr(ffi::cd_frame_address as *const ()),
+                        (),
+                    )
                 }
                 .unwrap();
                 barrier.wait();
@@ -214,9 +232,14 @@ fn a_foreign_thread_can_reuse_the_stack_of_an_exited_rust_thread() {
         .join()
         .unwrap();
         // SAFETY: cd_run_thread(void) -> int: starts and joins a pthread.
-        let r: i32 =
-            unsafe { c.call("cd_run_thread", fn_addr(ffi::cd_run_thread as *const ()), ()) }
-                .unwrap();
+        let r: i32 = unsafe {
+            c.call(
+                "cd_run_thread",
+                fn_addr(ffi::cd_run_thread as *const ()),
+                (),
+            )
+        }
+        .unwrap();
         assert_eq!(r, 0, "the foreign thread could not use its stack");
     }
 }
@@ -236,11 +259,20 @@ fn mxcsr_changed_by_foreign_code_is_restored() {
     let c = comp("mxcsr");
     let before = mxcsr();
     // SAFETY: cd_clobber_mxcsr(void) -> unsigned.
-    let theirs: u32 =
-        unsafe { c.call("cd_clobber_mxcsr", fn_addr(ffi::cd_clobber_mxcsr as *const ()), ()) }
-            .unwrap();
+    let theirs: u32 = unsafe {
+        c.call(
+            "cd_clobber_mxcsr",
+            fn_addr(ffi::cd_clobber_mxcsr as *const ()),
+            (),
+        )
+    }
+    .unwrap();
     assert_eq!(theirs, before, "C saw Rust's MXCSR");
-    assert_eq!(mxcsr(), before, "foreign code's rounding mode leaked into Rust");
+    assert_eq!(
+        mxcsr(),
+        before,
+        "foreign code's rounding mode leaked into Rust"
+    );
 }
 
 #[test]
@@ -248,7 +280,16 @@ fn floating_point_arguments_and_returns() {
     let c = comp("float");
     let regs = CallRegs {
         ints: [3, 4, 0, 0, 0, 0],
-        sse: [1.5f64.to_bits(), 0.5f32.to_bits() as u64, 2.0f64.to_bits(), 0, 0, 0, 0, 0],
+        sse: [
+            1.5f64.to_bits(),
+            0.5f32.to_bits() as u64,
+            2.0f64.to_bits(),
+            0,
+            0,
+            0,
+            0,
+            0,
+        ],
         nsse: 3,
         ..CallRegs::default()
     };

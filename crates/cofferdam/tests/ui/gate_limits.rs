@@ -33,7 +33,34 @@ extern "C" {
         a21: c_int,
         a22: c_int,
     ) -> c_int;
-    fn sqrt(x: c_double) -> f64;
+    fn many_floats(
+        a: c_double,
+        b: c_double,
+        c: c_double,
+        d: c_double,
+        e: c_double,
+        f: c_double,
+        g: c_double,
+        h: c_double,
+        i: c_double,
+        j: c_double,
+        k: c_double,
+        l: c_double,
+        m: c_double,
+        n: c_double,
+        o: c_double,
+        p: c_double,
+        q: c_double,
+        r: c_double,
+        s: c_double,
+        t: c_double,
+        u: c_double,
+        v: c_double,
+        w: c_double,
+        x: c_double,
+        y: c_double,
+    ) -> f64;
+    fn wide_callback(cb: Option<unsafe extern "C" fn(c_int, c_int, c_int, c_int, c_int, c_int, c_int)>);
     fn wide(x: u128) -> u64;
     fn by_ref(x: &mut u8);
     fn memset(s: *mut c_void, c: c_int, n: usize) -> *mut c_void;
