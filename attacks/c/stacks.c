@@ -9,13 +9,21 @@
 extern char **environ;
 
 /* stack-smash (frame overrun): scan upward from its own frame, over the
- * caller's frames, for the 8-byte value `canary` (a Rust local), and
- * overwrite it. Returns how many it overwrote. */
-__attribute__((noinline)) int cd_smash_up(uint64_t canary, size_t max) {
+ * caller's frames, for the 8-byte value `masked ^ CD_MASK` (a Rust local;
+ * passed masked so that the argument's own copies do not match), and
+ * overwrite every copy. Returns how many it overwrote. */
+#define CD_MASK 0xA5A5A5A5A5A5A5A5ull
+__attribute__((noinline)) int cd_smash_up(uint64_t masked, size_t max) {
     volatile uint64_t here = 0;
     volatile uint64_t *p = &here;
+    uint64_t canary = masked ^ CD_MASK;
     int hits = 0;
-    for (size_t i = 0; i < max / 8; i++) {
+    size_t n = max / 8;
+    /* On the main thread's stack, stop at `environ` (mapped, and above every
+     * frame) rather than read past the top of the stack. */
+    uintptr_t top = (uintptr_t)environ;
+    if (top > (uintptr_t)p && (top - (uintptr_t)p) / 8 < n) n = (top - (uintptr_t)p) / 8;
+    for (size_t i = 0; i < n; i++) {
         if (p[i] == canary) {
             p[i] = 0x5858585858585858ull; /* "XXXXXXXX" */
             hits++;
@@ -27,8 +35,9 @@ __attribute__((noinline)) int cd_smash_up(uint64_t canary, size_t max) {
 /* stack-smash (through environ): the environment array lies at the top of
  * the main thread's stack; scan downward from it, over Rust's frames, for
  * `canary` and overwrite it. */
-int cd_environ_hunt(uint64_t canary, size_t max) {
+int cd_environ_hunt(uint64_t masked, size_t max) {
     volatile uint64_t *p = (volatile uint64_t *)environ;
+    uint64_t canary = masked ^ CD_MASK;
     int hits = 0;
     for (size_t i = 0; i < max / 8; i++) {
         if (p[-(long)i] == canary) {

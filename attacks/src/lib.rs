@@ -179,11 +179,11 @@ pub fn all() -> &'static [Attack] {
             pending: None,
         },
         Attack {
-            name: "leaked-stack-write",
+            name: "stack-smash",
             class: "stack-smash",
-            description: "C writes to a Rust stack variable whose address it was given",
-            claimed_by: &[],
-            run: Some(stack_write),
+            description: "C overruns its frame looking for Rust locals, walks down from environ over Rust's frames, and writes through a leaked Rust stack address",
+            claimed_by: HEAP,
+            run: Some(stack_smash),
             pending: None,
         },
         Attack {
@@ -197,10 +197,10 @@ pub fn all() -> &'static [Attack] {
         Attack {
             name: "callback-abuse",
             class: "callback-abuse",
-            description: "C calls a Rust callback with Rust pointers, late, or from its own thread",
-            claimed_by: &[],
-            run: None,
-            pending: Some("needs callbacks (stack isolation and callbacks issue)"),
+            description: "C calls a Rust callback with a pointer into Rust memory, again after the call that passed it returned, and from a thread of its own",
+            claimed_by: &[Backend::Mpk, Backend::Split],
+            run: Some(callback_abuse),
+            pending: None,
         },
         Attack {
             name: "own-wrpkru",
@@ -547,33 +547,215 @@ fn uninitialized_read(_mode: Mode) -> Observation {
     observation(effect, true, r.as_ref().err(), evidence)
 }
 
-fn stack_write(_mode: Mode) -> Observation {
+/// The mask `c/stacks.c` applies to canaries it is told to look for.
+const CD_MASK: u64 = 0xA5A5_A5A5_A5A5_A5A5;
+
+fn stack_canary() -> u64 {
+    // Different every run, and never a small number C might hold anyway.
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    (t ^ 0x9E37_79B9_7F4A_7C15).rotate_left(17) | 1 << 63
+}
+
+/// Three ways at the Rust stack: C overruns its frame upward looking for a
+/// Rust local; C walks down from `environ` (the top of the main stack) over
+/// Rust's frames looking for one; C writes through a Rust stack address it
+/// was handed. Runs on the main thread (the attack child's).
+fn stack_smash(_mode: Mode) -> Observation {
     let c = match compartment() {
         Ok(c) => c,
         Err(o) => return o,
     };
-    let mut canary = [0xC5u8; 64];
-    let p = canary.as_mut_ptr();
-    // SAFETY: cd_stack_write takes (ptr, size_t).
+    let canary = stack_canary();
+    // The reference copy lives in a static: C may overwrite every copy of
+    // the canary on the stack, the compiler's spills of `canary` included.
+    STACK_CANARY.store(canary, std::sync::atomic::Ordering::SeqCst);
+    let mut locals = [canary; 8];
+    std::hint::black_box(&mut locals);
+    let mut parts = Vec::new();
+    let mut errors = Vec::new();
+    // 1. Frame overrun: 8 KiB upward from C's own frame.
+    // SAFETY: cd_smash_up(uint64_t, size_t) -> int: reads and writes above
+    // its frame; that is the attack.
+    let r: Result<i32, Error> = unsafe {
+        c.call(
+            "cd_smash_up",
+            fn_addr(ffi::cd_smash_up as *const ()),
+            (canary ^ CD_MASK, 8usize << 10),
+        )
+    };
+    parts.push(match &r {
+        Ok(n) => format!("frame overrun: C overwrote {n} copies of the canary"),
+        Err(e) => format!("frame overrun: {e}"),
+    });
+    if let Err(e) = r {
+        errors.push(e);
+    }
+    // Judged at once, into a bool: later walks may overwrite any stack copy
+    // of the canary, a copy of `locals` included.
+    let reference = STACK_CANARY.load(std::sync::atomic::Ordering::SeqCst);
+    let hit_overrun = std::hint::black_box(locals) != [reference; 8];
+    locals = [reference; 8];
+    std::hint::black_box(&mut locals);
+    // 2. From environ down: 32 KiB.
+    let c2 = match Compartment::new("attacks-environ") {
+        Ok(c) => c,
+        Err(e) => return observation(false, true, Some(&e), format!("no compartment: {e}")),
+    };
+    // SAFETY: cd_environ_hunt(uint64_t, size_t) -> int: reads and writes
+    // below `environ`; that is the attack.
+    let r: Result<i32, Error> = unsafe {
+        c2.call(
+            "cd_environ_hunt",
+            fn_addr(ffi::cd_environ_hunt as *const ()),
+            (canary ^ CD_MASK, 32usize << 10),
+        )
+    };
+    parts.push(match &r {
+        Ok(n) => format!("environ walk: C overwrote {n} copies"),
+        Err(e) => format!("environ walk: {e}"),
+    });
+    if let Err(e) = r {
+        errors.push(e);
+    }
+    let reference = STACK_CANARY.load(std::sync::atomic::Ordering::SeqCst);
+    let hit_environ = std::hint::black_box(locals) != [reference; 8];
+    // 3. A leaked address.
+    let mut leaked = [0xC5u8; 64];
+    std::hint::black_box(&mut leaked);
+    let c3 = match Compartment::new("attacks-leak") {
+        Ok(c) => c,
+        Err(e) => return observation(false, true, Some(&e), format!("no compartment: {e}")),
+    };
+    // SAFETY: cd_stack_write takes (ptr, size_t); writing through the Rust
+    // stack address is the attack.
     let r = unsafe {
-        c.call::<_, ()>(
+        c3.call::<_, ()>(
             "cd_stack_write",
             fn_addr(ffi::cd_stack_write as *const ()),
-            (p, 64usize),
+            (leaked.as_mut_ptr(), 64usize),
         )
     };
-    let now = std::hint::black_box(canary);
-    let effect = now != [0xC5u8; 64];
-    let evidence = if effect {
-        "C overwrote a Rust stack variable through its address: Rust stacks are not protected yet"
-            .to_string()
+    parts.push(match &r {
+        Ok(()) => "leaked address: C's write returned".to_string(),
+        Err(e) => format!("leaked address: {e}"),
+    });
+    if let Err(e) = r {
+        errors.push(e);
+    }
+    let leaked_now = std::hint::black_box(leaked);
+    let hit_leak = leaked_now != [0xC5u8; 64];
+    let effect = hit_overrun || hit_environ || hit_leak;
+    let evidence = format!(
+        "Rust locals changed by: overrun {}, environ walk {}, leaked address {} ({})",
+        yes_no(hit_overrun),
+        yes_no(hit_environ),
+        yes_no(hit_leak),
+        parts.join("; ")
+    );
+    observation(effect, !effect, errors.first(), evidence)
+}
+
+static STACK_CANARY: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+fn yes_no(b: bool) -> &'static str {
+    if b {
+        "yes"
     } else {
-        format!(
-            "the Rust stack variable is unchanged; {}",
-            outcome_text(&r.clone())
-        )
+        "no"
+    }
+}
+
+/// A callback that copies its first argument's bytes into its second, as an
+/// ordinary binding would write it: trusting the pointers C passes.
+extern "C" fn raw_copy_cb(dst: *mut u8, src: *mut u8) -> i32 {
+    RAW_RUNS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    // SAFETY: none: this is the unprotected baseline, trusting C exactly as
+    // ordinary FFI code does.
+    unsafe { core::ptr::copy_nonoverlapping(src, dst, 16) };
+    0
+}
+static RAW_RUNS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+
+/// C abuses a callback: calls it with a pointer into Rust memory, calls it
+/// again after the call that passed it returned, and calls it from a thread
+/// of its own.
+fn callback_abuse(mode: Mode) -> Observation {
+    use core::cell::Cell;
+    use std::sync::atomic::Ordering;
+    let c = match compartment() {
+        Ok(c) => c,
+        Err(o) => return o,
     };
-    observation(effect, !effect, r.as_ref().err(), evidence)
+    let Ok(garbage) = ForeignBuf::from_slice(&[b'G'; 16]) else {
+        return observation(false, true, None, "no foreign memory".into());
+    };
+    let g = garbage.as_foreign_ptr().as_raw();
+    let target = Box::new([0x11u8; 16]);
+    let t = target.as_ptr() as *mut u8;
+    let (call, stored, thread) = (
+        fn_addr(ffi::cd_cb_call as *const ()),
+        fn_addr(ffi::cd_cb_call_stored as *const ()),
+        fn_addr(ffi::cd_cb_call_in_thread as *const ()),
+    );
+    let runs: u32;
+    let mut errors = Vec::new();
+    match mode {
+        Mode::Unprotected => {
+            let cb = raw_copy_cb as *const ();
+            // SAFETY: cd_cb_call(cb, a, b) -> int etc.; the abuse is the test.
+            unsafe {
+                let _ = c.call::<_, i32>("cd_cb_call", call, (cb, t, g));
+                let _ = c.call::<_, i32>("cd_cb_call_stored", stored, (g, g));
+                let _ = c.call::<_, i32>("cd_cb_call_in_thread", thread, (cb, g, g));
+            }
+            runs = RAW_RUNS.load(Ordering::SeqCst);
+        }
+        Mode::Protected => {
+            let ran = Cell::new(0u32);
+            let cb = match cofferdam::Callback::<
+                fn(cofferdam::ForeignPtr<u8>, cofferdam::ForeignPtr<u8>) -> i32,
+            >::with_error(-1, |dst, src| {
+                ran.set(ran.get() + 1);
+                // Reads through `src` are checked; `dst` could only be
+                // written through the gate. Nothing Rust-side is touched.
+                let _ = (dst, src.read());
+                0
+            }) {
+                Ok(cb) => cb,
+                Err(e) => return observation(false, true, Some(&e), format!("no callback: {e}")),
+            };
+            // SAFETY: as above; the callback is a Cofferdam stub armed for
+            // the first call only.
+            unsafe {
+                if let Err(e) =
+                    c.call_with_callbacks::<_, i32>("cd_cb_call", call, (cb.stub(), t, g), &[&cb])
+                {
+                    errors.push(e);
+                }
+                let _ = c.call::<_, i32>("cd_cb_call_stored", stored, (g, g));
+                let _ = c.call_with_callbacks::<_, i32>(
+                    "cd_cb_call_in_thread",
+                    thread,
+                    (cb.stub(), g, g),
+                    &[&cb],
+                );
+            }
+            runs = ran.get();
+        }
+    }
+    let intact = *target == [0x11u8; 16];
+    let effect = runs > 0 || !intact;
+    let evidence = format!(
+        "the Rust callback ran {runs} of 3 abusive calls; the Rust object {}",
+        if intact {
+            "is intact"
+        } else {
+            "was overwritten through the callback"
+        }
+    );
+    observation(effect, intact, errors.first(), evidence)
 }
 
 /// The Rust side's view of a C status code.

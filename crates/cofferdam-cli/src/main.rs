@@ -94,6 +94,9 @@ fn info(json: bool) -> ExitCode {
             "protected_alloc_active": i.protected_alloc_active,
             "heap_protected": i.heap_protected,
             "heap_reserved_bytes": i.heap_reserved,
+            "stacks_protected": i.stacks_unprotected.is_none(),
+            "stacks_unprotected_reason": i.stacks_unprotected,
+            "foreign_stack_bytes": i.foreign_stack,
             "pkru": i.pkru,
         });
         println!("{}", serde_json::to_string_pretty(&v).expect("json"));

@@ -74,13 +74,25 @@ fn demo_json_shows_every_heap_attack_working_unprotected_and_contained_where_cla
         assert_eq!(invalid["protected"]["contained"], true, "{invalid}");
         assert_eq!(invalid["claimed"], true);
     }
-    // Later classes are listed, not left out.
-    for class in [
-        "stack-smash",
-        "callback-abuse",
-        "rights-escalation",
-        "syscall-escape",
+    // Stack and callback attacks: they work unprotected; on mpk both are
+    // contained, and callback abuse is on split too (the reverse gate's
+    // checks do not need MPK).
+    for (class, claimed_on) in [
+        ("stack-smash", &["mpk"][..]),
+        ("callback-abuse", &["mpk", "split"][..]),
     ] {
+        let row = rows
+            .iter()
+            .find(|r| r["class"] == class)
+            .unwrap_or_else(|| panic!("no row for {class}"));
+        assert_eq!(row["unprotected"]["attack_succeeded"], true, "{row}");
+        if claimed_on.contains(&backend.as_str()) {
+            assert_eq!(row["claimed"], true, "{row}");
+            assert_eq!(row["protected"]["contained"], true, "{row}");
+        }
+    }
+    // Later classes are listed, not left out.
+    for class in ["rights-escalation", "syscall-escape"] {
         assert!(
             rows.iter().any(|r| r["class"] == class),
             "no row for {class}"

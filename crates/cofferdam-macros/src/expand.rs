@@ -94,6 +94,7 @@ fn wrapper(
     let mut sse = Vec::new();
     let mut stack_words = Vec::new();
     let mut callbacks = Vec::new();
+    let mut prelude = Vec::new();
     let int_word = |w: TokenStream, words: &mut Vec<TokenStream>, stack: &mut Vec<TokenStream>| {
         if words.len() < REG_ARGS {
             words.push(w);
@@ -147,7 +148,7 @@ fn wrapper(
                 let shape = quote! { (#(#classes,)*) };
                 if *optional {
                     inputs.push(quote! {
-                        #pname: ::core::option::Option<&::cofferdam::Callback<'_, impl ::cofferdam::CallbackSig<Shape = #shape>>>
+                        #pname: ::core::option::Option<::cofferdam::CallbackRef<'_, #shape>>
                     });
                     callbacks.push(quote! { #pname.map_or(u32::MAX, |c| c.slot()) });
                     int_word(
@@ -157,7 +158,10 @@ fn wrapper(
                     );
                 } else {
                     inputs.push(quote! {
-                        #pname: &::cofferdam::Callback<'_, impl ::cofferdam::CallbackSig<Shape = #shape>>
+                        #pname: impl ::core::convert::Into<::cofferdam::CallbackRef<'_, #shape>>
+                    });
+                    prelude.push(quote! {
+                        let #pname: ::cofferdam::CallbackRef<'_, #shape> = ::core::convert::Into::into(#pname);
                     });
                     callbacks.push(quote! { #pname.slot() });
                     int_word(
@@ -232,6 +236,7 @@ fn wrapper(
         // The wrapper mirrors the C signature, however long it is.
         #[allow(clippy::too_many_arguments)]
         #vis #unsafety fn #name(#(#inputs),*) -> ::core::result::Result<#ret_ty, ::cofferdam::Error> {
+            #(#prelude)*
             let __cofferdam_words: [u64; 6] = [#(#words),*];
             let __cofferdam_sse: [u64; 8] = [#(#sse),*];
             let __cofferdam_stack: [u64; #n_stack] = [#(#stack_words),*];

@@ -404,11 +404,64 @@ impl<'a, S: CallbackSig> Callback<'a, S> {
         self.slot
     }
 
+    /// This callback as an argument of a `#[cofferdam::sandbox]` wrapper
+    /// (for an `Option<..>` callback parameter: `Some(cb.as_arg())`).
+    pub fn as_arg(&self) -> CallbackRef<'_, S::Shape> {
+        CallbackRef {
+            slot: self.slot,
+            _p: PhantomData,
+        }
+    }
+
     /// How many calls were refused so far (not armed, wrong thread, invalid
     /// arguments, re-entered while running).
     pub fn refusals(&self) -> u64 {
         slot(self.slot as usize).map_or(0, |s| s.refused.load(Ordering::Relaxed))
     }
+}
+
+/// A borrowed [`Callback`], typed by its parameters' register classes only
+/// (`Shape`): what generated wrappers take, so that a callback of another
+/// shape does not compile and `None` needs no annotation.
+pub struct CallbackRef<'a, Shape> {
+    slot: u32,
+    _p: PhantomData<(&'a (), fn() -> Shape)>,
+}
+
+impl<Shape> Clone for CallbackRef<'_, Shape> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<Shape> Copy for CallbackRef<'_, Shape> {}
+
+impl<Shape> core::fmt::Debug for CallbackRef<'_, Shape> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("CallbackRef")
+            .field("slot", &self.slot)
+            .finish()
+    }
+}
+
+impl<Shape> CallbackRef<'_, Shape> {
+    /// The stub address C is given.
+    pub fn stub(self) -> ForeignPtr<c_void> {
+        stub_of(self.slot)
+    }
+    /// The slot to arm.
+    pub fn slot(self) -> u32 {
+        self.slot
+    }
+}
+
+impl<'a, S: CallbackSig> From<&'a Callback<'_, S>> for CallbackRef<'a, S::Shape> {
+    fn from(c: &'a Callback<'_, S>) -> Self {
+        c.as_arg()
+    }
+}
+
+fn stub_of(slot: u32) -> ForeignPtr<c_void> {
+    ForeignPtr::from_addr(gate::cofferdam_cb_stubs as *const () as usize + 16 * slot as usize)
 }
 
 impl<S: CallbackSig> Drop for Callback<'_, S> {

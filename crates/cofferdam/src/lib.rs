@@ -57,7 +57,7 @@ pub mod validate;
 pub use alloc::{is_protected_region, ProtectedAlloc};
 pub use backend::Backend;
 pub use backend::DEFAULT_FOREIGN_STACK_KIB;
-pub use callback::{Callback, CallbackArg, CallbackRet, CallbackSig};
+pub use callback::{Callback, CallbackArg, CallbackRef, CallbackRet, CallbackSig};
 pub use cofferdam_macros::{sandbox, ForeignEnum};
 pub use compartment::{
     ArmedCallback, CallRegs, Compartment, GateArg, GateArgs, GateReturn, Returned,

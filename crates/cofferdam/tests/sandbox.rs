@@ -381,10 +381,10 @@ fn callbacks_through_the_macro() {
         })
         .unwrap();
     // SAFETY: `v` holds `len` ints of 4 bytes.
-    unsafe { qsort(&v, v.len(), 4, Some(&cmp)) }.unwrap();
+    unsafe { qsort(&v, v.len(), 4, Some(cmp.as_arg())) }.unwrap();
     assert_eq!(v.to_vec(), [-2, 0, 3, 5, 9]);
     let twice = cofferdam::Callback::<fn(f64, c_int) -> f64>::new(|x, n| x * n as f64).unwrap();
     // SAFETY: scalar arguments and a callback.
-    let r = unsafe { cd_cb_double(Some(&twice), 2.5, 2) }.unwrap();
+    let r = unsafe { cd_cb_double(Some(twice.as_arg()), 2.5, 2) }.unwrap();
     assert_eq!(r, 6.0);
 }

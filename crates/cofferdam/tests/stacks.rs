@@ -98,7 +98,7 @@ fn a_frame_overrun_finds_no_rust_frame_and_hits_the_guard() {
         c.call(
             "cd_smash_up",
             fn_addr(ffi::cd_smash_up as *const ()),
-            (canary, 4usize << 20),
+            (canary ^ 0xA5A5_A5A5_A5A5_A5A5u64, 4usize << 20),
         )
     };
     match r {

@@ -17,5 +17,5 @@ fn main() {
     let v = cofferdam::ForeignVec::<c_int>::zeroed(4).unwrap();
     let one = cofferdam::Callback::<fn(cofferdam::ForeignPtr<c_int>) -> c_int>::new(|_| 0).unwrap();
     // SAFETY: never runs (this file must not compile).
-    let _ = unsafe { qsort(&v, 4, 4, Some(&one)) };
+    let _ = unsafe { qsort(&v, 4, 4, Some(one.as_arg())) };
 }
