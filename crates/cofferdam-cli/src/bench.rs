@@ -65,6 +65,91 @@ fn null_call(rounds: usize, iters: u64) -> Result<Value, String> {
     }))
 }
 
+extern "C" fn bare_cmp(a: *const core::ffi::c_void, b: *const core::ffi::c_void) -> i32 {
+    // SAFETY: qsort passes pointers to two elements of the c_int array.
+    let (a, b) = unsafe { (*(a as *const i32), *(b as *const i32)) };
+    a.cmp(&b) as i32
+}
+
+/// qsort over 100,000 integers with a Rust comparator: bare (an `extern "C"
+/// fn` given to qsort directly) against gated (qsort through the gate, the
+/// comparator a `Callback` behind the reverse gate, reading its arguments
+/// through checked `ForeignPtr::read`s). Same input each round, copied in
+/// outside the timing.
+fn callback_qsort(rounds: usize) -> Result<Value, String> {
+    use core::ffi::c_int;
+    const N: usize = 100_000;
+    let c = Compartment::new("bench-callback").map_err(|e| format!("no compartment: {e}"))?;
+    let mut x: u32 = 0x9E37_79B9;
+    let input: Vec<c_int> = (0..N)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            x as c_int
+        })
+        .collect();
+    let mut want = input.clone();
+    want.sort();
+    let cmp = cofferdam::Callback::<
+        fn(cofferdam::ForeignPtr<c_int>, cofferdam::ForeignPtr<c_int>) -> c_int,
+    >::new(|a, b| match (a.read(), b.read()) {
+        (Ok(a), Ok(b)) => a.cmp(&b) as c_int,
+        _ => 0,
+    })
+    .map_err(|e| format!("no callback: {e}"))?;
+    let (mut bare, mut gate) = (vec![], vec![]);
+    let mut plain = input.clone();
+    for _ in 0..rounds {
+        plain.copy_from_slice(&input);
+        let t = Instant::now();
+        // SAFETY: qsort over `plain`'s N ints with a comparator of the right
+        // signature.
+        unsafe {
+            libc::qsort(
+                plain.as_mut_ptr().cast(),
+                N,
+                4,
+                Some(core::mem::transmute::<
+                    extern "C" fn(*const core::ffi::c_void, *const core::ffi::c_void) -> i32,
+                    unsafe extern "C" fn(*const core::ffi::c_void, *const core::ffi::c_void) -> i32,
+                >(bare_cmp)),
+            )
+        };
+        bare.push(t.elapsed().as_nanos() as f64);
+        if plain != want {
+            return Err("bare qsort did not sort".into());
+        }
+        let v = cofferdam::ForeignVec::<c_int>::from_slice(&input).map_err(|e| e.to_string())?;
+        let t = Instant::now();
+        // SAFETY: qsort(void *base, size_t n, size_t size, comparator) over
+        // v's N ints, the comparator a Cofferdam callback armed for it.
+        let r: Result<(), _> = unsafe {
+            c.call_with_callbacks(
+                "qsort",
+                libc::qsort as *const (),
+                (v.as_foreign_ptr(), N, 4usize, cmp.stub()),
+                &[&cmp],
+            )
+        };
+        gate.push(t.elapsed().as_nanos() as f64);
+        r.map_err(|e| format!("gated qsort: {e}"))?;
+        if v.to_vec() != want {
+            return Err("gated qsort did not sort".into());
+        }
+    }
+    let (bare, gate) = (median(bare), median(gate));
+    Ok(json!({
+        "name": "callback",
+        "backend": c.backend().name(),
+        "description": "qsort of 100,000 ints with a Rust comparator",
+        "bare_ns": round2(bare),
+        "gate_ns": round2(gate),
+        "gate_over_bare": round2(gate / bare),
+        "rounds": rounds,
+    }))
+}
+
 extern "C" fn cd_noop_safe(x: i32) -> i32 {
     // SAFETY: cd_noop is a pure C function of one int.
     unsafe { cd_noop(x) }
@@ -195,6 +280,13 @@ pub fn run(json_out: bool, quick: bool) -> ExitCode {
     // process's heaps and caches in a state that slows both sides of the
     // sqlite workload (measured: bare and gated alike, by a third).
     let real_rounds = if quick { 1 } else { 9 };
+    match callback_qsort(real_rounds) {
+        Ok(v) => workloads.push(v),
+        Err(e) => {
+            eprintln!("cofferdam bench: callback: {e}");
+            return ExitCode::FAILURE;
+        }
+    }
     workloads.extend(cofferdam_example_zlib::bench(real_rounds));
     workloads.extend(cofferdam_example_sqlite::bench(real_rounds));
     workloads.push(alloc_mt(rounds.min(7), 2, ops));
