@@ -199,7 +199,7 @@ pub(crate) fn inherited_guard() -> bool {
         unsafe {
             let mut act: libc::sigaction = core::mem::zeroed();
             let mut old: libc::sigaction = core::mem::zeroed();
-            act.sa_sigaction = probe_handler as usize;
+            act.sa_sigaction = probe_handler as *const () as usize;
             act.sa_flags = libc::SA_SIGINFO | libc::SA_NODEFER;
             super::real_sigaction(libc::SIGSYS, &act, &mut old);
             PROBE_TRAPPED.store(false, Ordering::SeqCst);
