@@ -1,6 +1,7 @@
 fn main() {
     println!("cargo:rerun-if-changed=c/attacks.c");
     println!("cargo:rerun-if-changed=c/stacks.c");
+    println!("cargo:rerun-if-changed=c/lib/wrpkru_lib.c");
     cc::Build::new()
         .file("c/attacks.c")
         .file("c/stacks.c")
@@ -10,4 +11,19 @@ fn main() {
         .flag("-fno-builtin")
         .warnings_into_errors(true)
         .compile("cofferdam_attacks");
+
+    // A separate shared library with a WRPKRU of its own, in OUT_DIR: the
+    // rights-escalation attack loads it (refused by Compartment::load, and
+    // by the first-call inspection when loaded behind Cofferdam's back).
+    let out = std::path::PathBuf::from(std::env::var("OUT_DIR").expect("OUT_DIR"));
+    let so = out.join("libcd_wrpkru.so");
+    let cc = cc::Build::new().get_compiler();
+    let status = std::process::Command::new(cc.path())
+        .args(["-shared", "-fPIC", "-O1", "-Wall", "-Werror", "-o"])
+        .arg(&so)
+        .arg("c/lib/wrpkru_lib.c")
+        .status()
+        .expect("run the C compiler");
+    assert!(status.success(), "building libcd_wrpkru.so failed");
+    println!("cargo:rustc-env=CD_WRPKRU_SO={}", so.display());
 }

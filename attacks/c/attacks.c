@@ -112,3 +112,65 @@ int cd_noop(int x) { return x + 1; }
 
 /* A foreign fault of the foreign code's own: write to a null pointer. */
 void cd_null_write(void) { *(volatile int *)0 = 1; }
+
+/* ───────────── rights-escalation and syscall-escape (issue 6) ───────────── */
+
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+/* Foreign code grants itself every right: WRPKRU with eax = 0. Only where
+ * the OS enabled protection keys (elsewhere WRPKRU is #UD). */
+static void grant_all(int have_pku) {
+    if (have_pku)
+        __asm__ volatile("xor %%ecx, %%ecx\n\txor %%edx, %%edx\n\txor %%eax, %%eax\n\twrpkru"
+                         ::: "eax", "ecx", "edx", "memory");
+}
+
+/* (b) A linked-in function with its own WRPKRU, then the secret. */
+int cd_own_wrpkru(const uint8_t *secret, uint8_t *out, size_t n, int have_pku) {
+    grant_all(have_pku);
+    copy_bytes(out, secret, n);
+    return 1;
+}
+
+/* (c) Jump onto the gate's WRPKRU with eax = 0 (all rights), as if the gate
+ * had meant it. Does not return where the gate's check works. */
+int cd_gate_jump(void *wrpkru, const uint8_t *secret, uint8_t *out, size_t n, int have_pku) {
+    if (have_pku && wrpkru)
+        __asm__ volatile("xor %%ecx, %%ecx\n\txor %%edx, %%edx\n\txor %%eax, %%eax\n\tjmp *%0"
+                         :: "r"(wrpkru) : "eax", "ecx", "edx", "memory");
+    copy_bytes(out, secret, n);
+    return 1;
+}
+
+/* pkey_mprotect(page, RW, key 0): retag a Rust heap page, then read it. */
+long cd_retag_and_read(void *page, size_t len, const uint8_t *secret, uint8_t *out, size_t n) {
+    long r = syscall(SYS_pkey_mprotect, page, len, PROT_READ | PROT_WRITE, 0);
+    copy_bytes(out, secret, n);
+    return r;
+}
+
+/* mprotect(page, PROT_READ) on a Rust heap page. */
+long cd_mprotect_page(void *page, size_t len) {
+    return syscall(SYS_mprotect, page, len, PROT_READ);
+}
+
+/* madvise(MADV_DONTNEED) on a Rust heap page: its contents become zero. */
+long cd_zap_page(void *page, size_t len) {
+    return syscall(SYS_madvise, page, len, MADV_DONTNEED);
+}
+
+/* An anonymous RWX page with a WRPKRU in it, called; then the secret. */
+long cd_rwx_wrpkru(const uint8_t *secret, uint8_t *out, size_t n, int have_pku) {
+    static const uint8_t code[] = {0x31, 0xc9, 0x31, 0xd2, 0x31, 0xc0, 0x0f, 0x01, 0xef, 0xc3};
+    void *p = (void *)syscall(SYS_mmap, 0, 4096, PROT_READ | PROT_WRITE | PROT_EXEC,
+                              MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED)
+        return -1;
+    copy_bytes(p, code, sizeof code);
+    if (have_pku)
+        ((void (*)(void))p)();
+    copy_bytes(out, secret, n);
+    return 1;
+}

@@ -70,7 +70,34 @@ pub mod ffi {
         pub fn cd_cb_sum(cb: *const (), a: *mut u8, b: *mut u8, n: i32) -> i64;
         pub fn cd_cb_double(cb: *const (), x: f64, n: i32) -> f64;
         pub fn cd_run_thread() -> i32;
+        pub fn cd_own_wrpkru(secret: *const u8, out: *mut u8, n: usize, have_pku: i32) -> i32;
+        pub fn cd_gate_jump(
+            wrpkru: *const u8,
+            secret: *const u8,
+            out: *mut u8,
+            n: usize,
+            have_pku: i32,
+        ) -> i32;
+        pub fn cd_retag_and_read(
+            page: *mut u8,
+            len: usize,
+            secret: *const u8,
+            out: *mut u8,
+            n: usize,
+        ) -> i64;
+        pub fn cd_mprotect_page(page: *mut u8, len: usize) -> i64;
+        pub fn cd_zap_page(page: *mut u8, len: usize) -> i64;
+        pub fn cd_rwx_wrpkru(secret: *const u8, out: *mut u8, n: usize, have_pku: i32) -> i64;
     }
+
+    extern "C" {
+        /// Cofferdam's gate trampoline (global symbol in its asm): the
+        /// rights-escalation attack jumps onto its first WRPKRU.
+        pub fn cofferdam_gate_call();
+    }
+
+    /// The test library with a WRPKRU of its own (built by build.rs).
+    pub const WRPKRU_SO: &str = env!("CD_WRPKRU_SO");
 }
 
 /// How a run is set up.
@@ -203,20 +230,20 @@ pub fn all() -> &'static [Attack] {
             pending: None,
         },
         Attack {
-            name: "own-wrpkru",
+            name: "rights-escalation",
             class: "rights-escalation",
-            description: "foreign code runs its own WRPKRU, or jumps into the gate with its own PKRU value",
-            claimed_by: &[],
-            run: None,
-            pending: Some("needs binary inspection (foreign rights issue)"),
+            description: "foreign code runs its own WRPKRU (a library built with one; a loaded library's function) or jumps onto the gate's WRPKRU with eax = 0, then reads a Rust secret",
+            claimed_by: HEAP,
+            run: Some(rights_escalation),
+            pending: None,
         },
         Attack {
-            name: "retag-heap",
+            name: "syscall-escape",
             class: "syscall-escape",
-            description: "foreign code calls pkey_mprotect/mprotect/madvise on the Rust heap",
-            claimed_by: &[],
-            run: None,
-            pending: Some("needs the syscall guard (foreign rights issue)"),
+            description: "foreign code calls pkey_mprotect, mprotect and madvise(MADV_DONTNEED) on a Rust heap page, and maps an anonymous RWX page with a WRPKRU in it",
+            claimed_by: HEAP,
+            run: Some(syscall_escape),
+            pending: None,
         },
     ]
 }
@@ -840,6 +867,327 @@ fn invalid_return(mode: Mode) -> Observation {
             )
         }
     }
+}
+
+fn have_pku() -> i32 {
+    i32::from(cofferdam::read_pkru().is_some())
+}
+
+/// One step of a multi-part attack: whether it had its effect, and what
+/// happened.
+fn step(effect: bool, text: String) -> (bool, String) {
+    (effect, text)
+}
+
+fn summarise(steps: Vec<(bool, String)>, intact: bool) -> Observation {
+    let effect = steps.iter().any(|s| s.0);
+    let evidence = steps
+        .iter()
+        .map(|(_, t)| t.as_str())
+        .collect::<Vec<_>>()
+        .join(" | ");
+    observation(effect, intact, None, evidence)
+}
+
+fn result_text<T: core::fmt::Debug>(r: &Result<T, Error>) -> String {
+    match r {
+        Ok(v) => format!("returned {v:?}"),
+        Err(e) => format!("refused: {e}"),
+    }
+}
+
+/// The first WRPKRU (`0F 01 EF`) in the gate trampoline's code.
+fn gate_wrpkru() -> *const u8 {
+    let start = ffi::cofferdam_gate_call as *const () as *const u8;
+    // SAFETY: reads the gate's own code bytes (mapped r-x) within its size
+    // (a few hundred bytes; the scan stops at the first match).
+    let code = unsafe { core::slice::from_raw_parts(start, 256) };
+    code.windows(3)
+        .position(|w| w == [0x0f, 0x01, 0xef])
+        .map_or(core::ptr::null(), |i| start.wrapping_add(i))
+}
+
+fn rights_escalation(mode: Mode) -> Observation {
+    let expected = secret("rights-escalation");
+    let secret_box = Box::new(expected);
+    let mut steps = Vec::new();
+    let pku = have_pku();
+
+    // (a) A library with a WRPKRU of its own.
+    let out = ForeignBuf::zeroed(SECRET_LEN).expect("foreign buffer");
+    match mode {
+        Mode::Unprotected => {
+            // An ordinary program dlopens it and calls it.
+            let path = std::ffi::CString::new(ffi::WRPKRU_SO).expect("path");
+            // SAFETY: dlopen/dlsym of the test library; the function has the
+            // declared signature.
+            let got = unsafe {
+                let h = libc::dlopen(path.as_ptr(), libc::RTLD_NOW | libc::RTLD_LOCAL);
+                let f = libc::dlsym(h, c"cd_lib_escalate".as_ptr());
+                if f.is_null() {
+                    0
+                } else {
+                    let f: extern "C" fn(*const u8, *mut u8, usize, i32) -> i32 =
+                        core::mem::transmute(f);
+                    f(
+                        secret_box.as_ptr(),
+                        out.as_foreign_ptr().addr() as *mut u8,
+                        SECRET_LEN,
+                        pku,
+                    )
+                }
+            };
+            let leaked = has_marker(&out.to_vec());
+            steps.push(step(
+                leaked,
+                format!(
+                    "(a) dlopen'ed library ran its WRPKRU and read the secret: {} ({got})",
+                    printable(&out.to_vec())
+                ),
+            ));
+        }
+        Mode::Protected => {
+            let r = Compartment::load("wrpkru-lib", ffi::WRPKRU_SO);
+            let refused = matches!(r, Err(Error::UnsafeCode { .. }));
+            let text = match &r {
+                Ok(_) => "LOADED".to_string(),
+                Err(e) => format!("refused: {e}"),
+            };
+            steps.push(step(!refused, format!("(a) Compartment::load {text}")));
+        }
+    }
+
+    // (b) The library loaded behind Cofferdam's back (a linked-in object):
+    // the first call is inspected.
+    if mode == Mode::Protected {
+        let out = ForeignBuf::zeroed(SECRET_LEN).expect("foreign buffer");
+        let path = std::ffi::CString::new(ffi::WRPKRU_SO).expect("path");
+        // SAFETY: dlopen/dlsym of the test library.
+        let f = unsafe {
+            let h = libc::dlopen(path.as_ptr(), libc::RTLD_NOW | libc::RTLD_LOCAL);
+            libc::dlsym(h, c"cd_lib_escalate".as_ptr())
+        };
+        match compartment() {
+            Ok(c) => {
+                // SAFETY: cd_lib_escalate(const uint8_t*, uint8_t*, size_t, int) -> int.
+                let r: Result<i32, Error> = unsafe {
+                    c.call(
+                        "cd_lib_escalate",
+                        f as *const (),
+                        (secret_box.as_ptr(), out.as_foreign_ptr(), SECRET_LEN, pku),
+                    )
+                };
+                let leaked = has_marker(&out.to_vec());
+                steps.push(step(
+                    leaked,
+                    format!(
+                        "(b) call into a loaded library with a WRPKRU: {}",
+                        result_text(&r)
+                    ),
+                ));
+            }
+            Err(o) => return o,
+        }
+    }
+
+    // (c) Jump onto the gate's WRPKRU with eax = 0, in a forked child (the
+    // gate's check ends the process with SIGILL where it works).
+    let out = ForeignBuf::zeroed(SECRET_LEN).expect("foreign buffer");
+    let target = gate_wrpkru();
+    match mode {
+        Mode::Unprotected => {
+            // No gate to jump into: the foreign code reads the secret directly.
+            // SAFETY: cd_gate_jump with a null target only copies.
+            unsafe {
+                ffi::cd_gate_jump(
+                    core::ptr::null(),
+                    secret_box.as_ptr(),
+                    out.as_foreign_ptr().addr() as *mut u8,
+                    SECRET_LEN,
+                    pku,
+                )
+            };
+            let leaked = has_marker(&out.to_vec());
+            steps.push(step(
+                leaked,
+                format!(
+                    "(c) without a gate, foreign code read the secret: {}",
+                    printable(&out.to_vec())
+                ),
+            ));
+        }
+        Mode::Protected => {
+            let c = match compartment() {
+                Ok(c) => c,
+                Err(o) => return o,
+            };
+            // SAFETY: fork; the child only makes the gate call and _exits.
+            let pid = unsafe { libc::fork() };
+            if pid == 0 {
+                // SAFETY: cd_gate_jump(void*, const uint8_t*, uint8_t*, size_t, int) -> int.
+                let r: Result<i32, Error> = unsafe {
+                    c.call(
+                        "cd_gate_jump",
+                        fn_addr(ffi::cd_gate_jump as *const ()),
+                        (
+                            target,
+                            secret_box.as_ptr(),
+                            out.as_foreign_ptr(),
+                            SECRET_LEN,
+                            pku,
+                        ),
+                    )
+                };
+                let leaked = has_marker(&out.to_vec());
+                // SAFETY: ends the forked child.
+                unsafe {
+                    libc::_exit(if leaked {
+                        42
+                    } else if r.is_err() {
+                        43
+                    } else {
+                        44
+                    })
+                };
+            }
+            let mut status = 0;
+            // SAFETY: waits for the child just forked.
+            unsafe { libc::waitpid(pid, &mut status, 0) };
+            let (leaked, text) = if libc::WIFSIGNALED(status)
+                && libc::WTERMSIG(status) == libc::SIGILL
+            {
+                (false, "the gate's check after its WRPKRU saw eax = 0 and stopped the process (SIGILL, ud2) before the secret was read".to_string())
+            } else if libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 42 {
+                (
+                    true,
+                    "foreign code READ the secret after jumping onto the gate's WRPKRU".to_string(),
+                )
+            } else {
+                (false, format!("the jump did not read the secret (wait status {status:#x}; no MPK: no WRPKRU to jump onto)"))
+            };
+            steps.push(step(leaked, format!("(c) {text}")));
+        }
+    }
+    let intact = *secret_box == expected;
+    summarise(steps, intact)
+}
+
+fn syscall_escape(_mode: Mode) -> Observation {
+    let expected = secret("syscall-escape");
+    let pku = have_pku();
+    // A page-aligned Rust heap page holding the secret.
+    let layout = std::alloc::Layout::from_size_align(4096, 4096).expect("layout");
+    // SAFETY: a non-zero layout; the page is freed never (the attacks may
+    // have changed its mapping).
+    let page = unsafe { std::alloc::alloc_zeroed(layout) };
+    assert!(!page.is_null());
+    // SAFETY: the page is 4096 bytes we own.
+    unsafe { core::ptr::copy_nonoverlapping(expected.as_ptr(), page, SECRET_LEN) };
+    let read_page = || -> [u8; SECRET_LEN] {
+        let mut b = [0u8; SECRET_LEN];
+        // SAFETY: volatile reads of our own page.
+        for (i, x) in b.iter_mut().enumerate() {
+            *x = unsafe { core::ptr::read_volatile(page.add(i)) };
+        }
+        b
+    };
+    let mut steps = Vec::new();
+    let fresh = || match compartment() {
+        Ok(c) => c,
+        Err(o) => panic!("{}", o.evidence),
+    };
+
+    // pkey_mprotect, then read.
+    let out = ForeignBuf::zeroed(SECRET_LEN).expect("foreign buffer");
+    // SAFETY: cd_retag_and_read(void*, size_t, const uint8_t*, uint8_t*, size_t) -> long.
+    let r: Result<i64, Error> = unsafe {
+        fresh().call(
+            "cd_retag_and_read",
+            fn_addr(ffi::cd_retag_and_read as *const ()),
+            (
+                page,
+                4096usize,
+                page as *const u8,
+                out.as_foreign_ptr(),
+                SECRET_LEN,
+            ),
+        )
+    };
+    let leaked = has_marker(&out.to_vec());
+    steps.push(step(
+        leaked,
+        format!(
+            "pkey_mprotect(page, RW, 0) then read: {}{}",
+            result_text(&r),
+            if leaked { ", SECRET READ" } else { "" }
+        ),
+    ));
+
+    // mprotect.
+    // SAFETY: cd_mprotect_page(void*, size_t) -> long.
+    let r: Result<i64, Error> = unsafe {
+        fresh().call(
+            "cd_mprotect_page",
+            fn_addr(ffi::cd_mprotect_page as *const ()),
+            (page, 4096usize),
+        )
+    };
+    let changed = matches!(r, Ok(0));
+    if changed {
+        // Put the Rust page back so the run can go on.
+        // SAFETY: our own page.
+        unsafe { libc::mprotect(page.cast(), 4096, libc::PROT_READ | libc::PROT_WRITE) };
+    }
+    steps.push(step(
+        changed,
+        format!("mprotect(page, PROT_READ): {}", result_text(&r)),
+    ));
+
+    // madvise(MADV_DONTNEED).
+    // SAFETY: cd_zap_page(void*, size_t) -> long.
+    let r: Result<i64, Error> = unsafe {
+        fresh().call(
+            "cd_zap_page",
+            fn_addr(ffi::cd_zap_page as *const ()),
+            (page, 4096usize),
+        )
+    };
+    let now = read_page();
+    let zeroed = now != expected;
+    steps.push(step(
+        zeroed,
+        format!(
+            "madvise(page, MADV_DONTNEED): {}; the Rust page now reads \"{}\"",
+            result_text(&r),
+            printable(&now[..24])
+        ),
+    ));
+
+    // Anonymous RWX page with a WRPKRU in it.
+    // Restore the secret for the last step (the unprotected run zeroed it).
+    // SAFETY: our own page.
+    unsafe { core::ptr::copy_nonoverlapping(expected.as_ptr(), page, SECRET_LEN) };
+    let out = ForeignBuf::zeroed(SECRET_LEN).expect("foreign buffer");
+    // SAFETY: cd_rwx_wrpkru(const uint8_t*, uint8_t*, size_t, int) -> long.
+    let r: Result<i64, Error> = unsafe {
+        fresh().call(
+            "cd_rwx_wrpkru",
+            fn_addr(ffi::cd_rwx_wrpkru as *const ()),
+            (page as *const u8, out.as_foreign_ptr(), SECRET_LEN, pku),
+        )
+    };
+    let leaked = has_marker(&out.to_vec());
+    steps.push(step(
+        leaked || matches!(r, Ok(1)),
+        format!(
+            "mmap(RWX, anonymous) + WRPKRU in it: {}{}",
+            result_text(&r),
+            if leaked { ", SECRET READ" } else { "" }
+        ),
+    ));
+
+    let intact = read_page() == expected && !zeroed;
+    summarise(steps, intact)
 }
 
 /// Runs `attack` in this process, prints the observation as one line on

@@ -261,13 +261,78 @@ fn alloc_mt(rounds: usize, threads: usize, ops: u64) -> Value {
     })
 }
 
+/// ns per `mprotect` of a page outside the protected range and per 1-byte
+/// `read` from /dev/zero.
+fn syscall_pair(rounds: usize, iters: u64) -> (f64, f64) {
+    // SAFETY: a fresh anonymous page of our own, and a file we open.
+    let (page, fd) = unsafe {
+        let p = libc::mmap(
+            core::ptr::null_mut(),
+            4096,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        );
+        (p, libc::open(c"/dev/zero".as_ptr(), libc::O_RDONLY))
+    };
+    let mut byte = 0u8;
+    let mp = median(
+        (0..rounds)
+            .map(|_| {
+                time_per_iter(iters, |_| {
+                    // SAFETY: our own page; same protection each time.
+                    unsafe { libc::mprotect(page, 4096, libc::PROT_READ | libc::PROT_WRITE) };
+                })
+            })
+            .collect(),
+    );
+    let rd = median(
+        (0..rounds)
+            .map(|_| {
+                time_per_iter(iters, |_| {
+                    // SAFETY: reads one byte into `byte`.
+                    unsafe { libc::read(fd, (&mut byte as *mut u8).cast(), 1) };
+                })
+            })
+            .collect(),
+    );
+    // SAFETY: ours.
+    unsafe {
+        libc::close(fd);
+        libc::munmap(page, 4096);
+    }
+    (mp, rd)
+}
+
+/// The syscall guard's cost for programs that make ordinary syscalls:
+/// measured in this process before the first compartment (no filter) and
+/// after it (filter installed where the guard is on).
+fn syscall_guard(rounds: usize, iters: u64) -> Value {
+    let iters = iters / 10;
+    let (mp0, rd0) = syscall_pair(rounds, iters);
+    let _c = cofferdam::Compartment::new("bench-guard");
+    let on = cofferdam::info().guard.syscall_guard;
+    let (mp1, rd1) = syscall_pair(rounds, iters);
+    json!({
+        "name": "syscall_guard",
+        "guard_on": on,
+        "guard_reason": cofferdam::info().guard.reason,
+        "mprotect_ns_without": round2(mp0),
+        "mprotect_ns_with": round2(mp1),
+        "read_1_byte_ns_without": round2(rd0),
+        "read_1_byte_ns_with": round2(rd1),
+        "note": "mprotect of a page outside the protected range and read(2) of 1 byte from /dev/zero, before and after the first compartment installs the filter, same process",
+    })
+}
+
 pub fn run(json_out: bool, quick: bool) -> ExitCode {
     let (rounds, iters, ops) = if quick {
         (3, 200_000, 50_000)
     } else {
         (15, 2_000_000, 1_000_000)
     };
-    let mut workloads = vec![];
+    let mut workloads = vec![syscall_guard(rounds, iters)];
     match null_call(rounds, iters) {
         Ok(v) => workloads.push(v),
         Err(e) => {

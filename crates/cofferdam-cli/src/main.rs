@@ -79,6 +79,9 @@ fn main() -> ExitCode {
 }
 
 fn info(json: bool) -> ExitCode {
+    // One compartment, so that the syscall guard's decision (made at the
+    // first compartment) is reported too.
+    let _c = cofferdam::Compartment::new("info");
     let i = cofferdam::info();
     if json {
         let v = serde_json::json!({
@@ -98,6 +101,11 @@ fn info(json: bool) -> ExitCode {
             "stacks_unprotected_reason": i.stacks_unprotected,
             "foreign_stack_bytes": i.foreign_stack,
             "pkru": i.pkru,
+            "protected_range": i.protected_range.map(|(s, l)| format!("{s:#x}..{:#x}", s + l)),
+            "syscall_guard": i.guard.syscall_guard,
+            "syscall_guard_reason": i.guard.reason,
+            "inspection": i.guard.inspection,
+            "pkey_set": i.guard.pkey_set,
         });
         println!("{}", serde_json::to_string_pretty(&v).expect("json"));
     } else {

@@ -98,6 +98,19 @@ fn demo_json_shows_every_heap_attack_working_unprotected_and_contained_where_cla
             "no row for {class}"
         );
     }
+    // Foreign rights: both rows run, work unprotected, and are contained on mpk.
+    for class in ["rights-escalation", "syscall-escape"] {
+        let row = rows.iter().find(|r| r["class"] == class).unwrap();
+        assert_eq!(row["status"], "run", "{row}");
+        assert_eq!(
+            row["unprotected"]["attack_succeeded"], true,
+            "{class} must work unprotected: {row}"
+        );
+        assert_eq!(row["claimed"].as_bool().unwrap(), backend == "mpk", "{row}");
+        if backend == "mpk" {
+            assert_eq!(row["protected"]["contained"], true, "{class} on mpk: {row}");
+        }
+    }
     if backend != "mpk" {
         eprintln!(
             "note: backend {backend}: the heap attacks' containment is checked in the MPK VM pass"

@@ -17,7 +17,6 @@ mod x86;
 
 use std::collections::HashMap;
 use std::fmt;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
@@ -43,6 +42,7 @@ pub const BENCHMARK_ONLY_GATE: &str = "cofferdam_wrpkru_pair_call";
 pub const MAX_GATE_SIZE: u64 = 4096;
 
 /// Arguments of `cofferdam scan`.
+#[cfg(feature = "cli")]
 #[derive(clap::Args, Debug, Clone)]
 pub struct ScanArgs {
     /// ELF files to scan (ELF64 x86_64 shared objects and executables).
@@ -608,7 +608,9 @@ pub fn render_table(rep: &ScanReport, all: bool) -> String {
 }
 
 /// `cofferdam scan`: 0 nothing unsafe, 1 an unsafe occurrence, 2 bad input.
+#[cfg(feature = "cli")]
 pub fn run(args: &ScanArgs) -> i32 {
+    use std::io::Write;
     if args.files.is_empty() {
         eprintln!("cofferdam scan: no files given");
         return 2;

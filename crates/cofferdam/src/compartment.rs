@@ -45,6 +45,12 @@ impl Compartment {
                 return Err(Error::HeapNotProtected);
             }
         }
+        if rt.backend != Backend::None {
+            // The syscall guard and inspection (crate::guard), installed at
+            // the first compartment so programs without foreign calls never
+            // carry them.
+            crate::guard::ensure()?;
+        }
         Ok(Compartment {
             inner: Arc::new(Inner {
                 name: name.to_owned(),
@@ -52,6 +58,33 @@ impl Compartment {
                 poisoned: AtomicBool::new(false),
             }),
         })
+    }
+
+    /// A compartment for a shared library loaded from `path`: the file's
+    /// executable segments are scanned first and the library is refused with
+    /// [`Error::UnsafeCode`] (listing each occurrence) if they contain a
+    /// WRPKRU, XRSTOR or XRSTORS anywhere (intended or hidden inside another
+    /// instruction) outside `cofferdam_*` trampolines; a missing file, a file
+    /// that is not an ELF64 x86_64 object or a failing `dlopen` is
+    /// [`Error::Load`]. Then it is `dlopen`ed with `RTLD_NOW | RTLD_LOCAL`
+    /// (its constructors run now, outside any gate: they are the library's
+    /// code, but ran only after the scan).
+    ///
+    /// ```no_run
+    /// # #[global_allocator]
+    /// # static GLOBAL: cofferdam::ProtectedAlloc = cofferdam::ProtectedAlloc;
+    /// let z = cofferdam::Compartment::load("zlib", "libz.so.1")?;
+    /// // SAFETY: zlibVersion() -> const char *.
+    /// let v: *const u8 = unsafe { z.call("zlibVersion", ()) }?;
+    /// # Ok::<(), cofferdam::Error>(())
+    /// ```
+    ///
+    /// A bare file name is looked up as `dlopen` would (the loader's search
+    /// path), and the file found is the one scanned.
+    pub fn load(name: &str, path: impl AsRef<std::path::Path>) -> Result<crate::Library, Error> {
+        let c = Compartment::new(name)?;
+        let path = resolve_library(path.as_ref());
+        crate::guard::inspect::Library::open(&path, c)
     }
 
     /// The compartment's name.
@@ -195,6 +228,10 @@ impl Compartment {
             // SAFETY: forwarded contract.
             return Ok(unsafe { call_direct(f, regs) });
         }
+        if crate::guard::INSPECT.load(Ordering::Relaxed) {
+            // First call into this object: scan it (crate::guard::inspect).
+            crate::guard::inspect::check_function(f)?;
+        }
         let mut frame =
             GateFrame::new(f as usize, regs.ints, regs.stack).with_sse(&regs.sse[..regs.nsse]);
         // SAFETY: the runtime is configured (Compartment::new ran it); the
@@ -325,13 +362,20 @@ impl Compartment {
     #[cold]
     fn fault(&self, function: &'static str, r: &FaultRecord) -> Fault {
         let kind = match (r.signal, r.si_code) {
+            (libc::SIGSYS, _) => FaultKind::Syscall {
+                nr: r.err as u32,
+                name: crate::guard::syscall_name(
+                    r.err as u32,
+                    r.err & crate::guard::I386_FLAG != 0,
+                ),
+            },
             (libc::SIGBUS, _) => FaultKind::Bus,
             (_, crate::fault::SEGV_PKUERR) => FaultKind::ProtectionKey,
             (_, SEGV_MAPERR) => FaultKind::Unmapped,
             (_, SEGV_ACCERR) => FaultKind::AccessRights,
             (_, c) => FaultKind::Other(c),
         };
-        let access = if r.signal == libc::SIGBUS {
+        let access = if r.signal == libc::SIGBUS || r.signal == libc::SIGSYS {
             Access::Unknown
         } else if r.err & 0x10 != 0 {
             Access::Execute
@@ -350,6 +394,32 @@ impl Compartment {
             pkey: (r.pkey >= 0).then_some(r.pkey as u32),
         }
     }
+}
+
+/// A library path as `dlopen` would find it: paths with a `/` as they are;
+/// a bare name through `LD_LIBRARY_PATH` and the usual system directories.
+fn resolve_library(p: &std::path::Path) -> std::path::PathBuf {
+    if p.as_os_str().as_encoded_bytes().contains(&b'/') {
+        return p.to_path_buf();
+    }
+    let mut dirs: Vec<std::path::PathBuf> = std::env::var_os("LD_LIBRARY_PATH")
+        .map(|v| std::env::split_paths(&v).collect())
+        .unwrap_or_default();
+    for d in [
+        "/lib/x86_64-linux-gnu",
+        "/usr/lib/x86_64-linux-gnu",
+        "/lib64",
+        "/usr/lib64",
+        "/lib",
+        "/usr/lib",
+        "/usr/local/lib",
+    ] {
+        dirs.push(d.into());
+    }
+    dirs.into_iter()
+        .map(|d| d.join(p))
+        .find(|c| c.is_file())
+        .unwrap_or_else(|| p.to_path_buf())
 }
 
 /// `si_code`s of SIGSEGV (`<asm-generic/siginfo.h>`).

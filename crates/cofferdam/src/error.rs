@@ -16,6 +16,15 @@ pub enum FaultKind {
     Bus,
     /// Another SIGSEGV code.
     Other(i32),
+    /// The syscall guard refused a system call that the foreign code made
+    /// (one that would change protection keys, touch protected memory or
+    /// create executable memory). The call was not executed.
+    Syscall {
+        /// The system call number (x86_64 numbering, or i386 for `int 0x80`).
+        nr: u32,
+        /// Its name (`pkey_mprotect`, `mprotect`, ...).
+        name: &'static str,
+    },
 }
 
 impl FaultKind {
@@ -27,6 +36,7 @@ impl FaultKind {
             FaultKind::AccessRights => "access",
             FaultKind::Bus => "bus",
             FaultKind::Other(_) => "other",
+            FaultKind::Syscall { .. } => "syscall",
         }
     }
 }
@@ -77,6 +87,13 @@ pub struct Fault {
 
 impl fmt::Display for Fault {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let FaultKind::Syscall { nr, name } = self.kind {
+            return write!(
+                f,
+                "foreign function `{}` in compartment `{}` was stopped by the syscall guard: {name} (syscall {nr}) with first argument {:#x}, at ip {:#x}",
+                self.function, self.compartment, self.address, self.ip
+            );
+        }
         write!(
             f,
             "foreign function `{}` in compartment `{}` faulted: {} of {:#x} ({}",
@@ -133,6 +150,26 @@ pub enum Error {
         /// What happened.
         detail: String,
     },
+    /// The code that would run as foreign code contains an instruction that
+    /// can change PKRU (WRPKRU, XRSTOR, XRSTORS) outside Cofferdam's own
+    /// verified gates: [`crate::Compartment::load`] refuses such a library,
+    /// and a call into a linked-in object that holds one is refused before
+    /// any of its code runs.
+    UnsafeCode {
+        /// The file that holds it.
+        path: String,
+        /// Each occurrence, one line each (file offset, instruction bytes,
+        /// intended or hidden, symbol).
+        findings: Vec<String>,
+    },
+    /// A library could not be loaded or inspected: missing file, not an ELF
+    /// x86_64 object, `dlopen` failed, unknown symbol.
+    Load {
+        /// The file (or symbol) concerned.
+        path: String,
+        /// Why.
+        reason: String,
+    },
 }
 
 impl fmt::Display for Error {
@@ -149,6 +186,15 @@ impl fmt::Display for Error {
             Error::Callback { function, detail } => {
                 write!(f, "a callback of `{function}` failed: {detail}")
             }
+            Error::UnsafeCode { path, findings } => {
+                write!(
+                    f,
+                    "{path} contains {} instruction(s) that can change PKRU outside Cofferdam's gates; refused: {}",
+                    findings.len(),
+                    findings.join("; ")
+                )
+            }
+            Error::Load { path, reason } => write!(f, "cannot load {path}: {reason}"),
             Error::HeapNotProtected => f.write_str(
                 "the Rust heap is not protected: add `#[global_allocator] static A: cofferdam::ProtectedAlloc = cofferdam::ProtectedAlloc;`",
             ),

@@ -51,6 +51,7 @@ mod error;
 mod fault;
 mod foreign;
 mod gate;
+mod guard;
 mod sys;
 pub mod validate;
 
@@ -71,6 +72,8 @@ pub use foreign::{
 #[doc(hidden)]
 pub use gate::wrpkru_pair_call;
 pub use gate::{read_pkru, MAX_STACK_ARGS};
+pub use guard::inspect::{Library, ScannedObject};
+pub use guard::GuardInfo;
 
 use core::fmt;
 
@@ -123,6 +126,11 @@ pub struct Info {
     pub stacks_unprotected: Option<&'static str>,
     /// Bytes of foreign stack each thread gets.
     pub foreign_stack: usize,
+    /// The protected address interval `(start, length)`: the one
+    /// reservation everything the allocator hands out is carved from.
+    pub protected_range: Option<(usize, usize)>,
+    /// The syscall guard and the inspection of foreign code.
+    pub guard: GuardInfo,
 }
 
 /// Reports the backend, the CPU's and kernel's support for protection keys,
@@ -150,6 +158,8 @@ pub fn info() -> Info {
         pkru: read_pkru(),
         stacks_unprotected: gate::thread::stack_problem(),
         foreign_stack: gate::config::get().foreign_stack,
+        protected_range: alloc::reservation(),
+        guard: guard::info(),
     }
 }
 
@@ -212,6 +222,40 @@ impl fmt::Display for Info {
         )?;
         if let Some(p) = self.pkru {
             writeln!(f, "pkru:             {p:#010x}")?;
+        }
+        if let Some((s, l)) = self.protected_range {
+            writeln!(f, "protected range:  {s:#x}..{:#x}", s + l)?;
+        }
+        let g = &self.guard;
+        writeln!(
+            f,
+            "syscall guard:    {} ({})",
+            yes(g.syscall_guard),
+            g.reason
+        )?;
+        if g.decided {
+            writeln!(f, "inspection:       {}", yes(g.inspection))?;
+            writeln!(f, "libc pkey_set:    {}", g.pkey_set)?;
+            writeln!(
+                f,
+                "syscalls:         {} refused, {} trusted re-issued",
+                g.refused_syscalls, g.reissued_syscalls
+            )?;
+            for o in &g.scanned {
+                let verdict = if o.refused.is_empty() {
+                    "calls allowed"
+                } else {
+                    "calls REFUSED"
+                };
+                writeln!(
+                    f,
+                    "scanned:          {} ({} occurrence(s), {verdict})",
+                    o.path, o.occurrences
+                )?;
+                for r in o.refused.iter().chain(&o.reported) {
+                    writeln!(f, "                    {r}")?;
+                }
+            }
         }
         Ok(())
     }

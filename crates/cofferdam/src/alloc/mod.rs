@@ -13,15 +13,29 @@
 //! and purges unused pages back to the OS (`MADV_DONTNEED`, after
 //! `mi_option_purge_delay`, 10 ms by default).
 //!
+//! One reservation: at the first allocation Cofferdam reserves ONE large
+//! range of address space (1 TiB, `PROT_NONE`, `MAP_NORESERVE`, at the fixed
+//! hint `0x2000_0000_0000` so that child processes, whose loaders and heaps
+//! work far from there, never map into it; falling back to the kernel's
+//! choice and to smaller sizes under `ulimit -v`), and tags all of it with P.
+//! Everything the allocator hands out is carved from it, so "protected
+//! memory" is one address interval: the syscall guard (`crate::guard`) checks
+//! `mprotect`/`munmap`/`madvise`/`mremap` arguments against it with one
+//! comparison pair. Layout: the first 64 KiB hold Cofferdam's own protected
+//! state (the guard's token), mimalloc regions grow upwards after it, direct
+//! mappings are carved downwards from the top.
+//!
 //! Growth: a region is 8 GiB of address space (mimalloc's arenas top out
 //! just below 16 GiB with their bookkeeping); when a heap's arena is
-//! exhausted the allocator reserves another, binds a new heap to it and makes
-//! that the current heap, up to 128 regions (1 TiB). Blocks of older regions
-//! are still freed by `mi_free`.
+//! exhausted the allocator carves another, binds a new heap to it and makes
+//! that the current heap. Blocks of older regions are still freed by
+//! `mi_free`.
 //!
 //! Two kinds of request bypass mimalloc, because an exclusive arena cannot
-//! serve them: alignment above 64 KiB, and sizes above 1 GiB. Those get a
-//! mapping of their own, tagged the same way, and unmapped on `dealloc`.
+//! serve them: alignment above 64 KiB, and sizes above 1 GiB. Those get an
+//! extent of the reservation of their own (made read-write with `mprotect`,
+//! which keeps the key); `dealloc` returns the memory to the OS
+//! (`MADV_DONTNEED`), puts `PROT_NONE` back and keeps the extent for reuse.
 //!
 //! # Modes
 //!
@@ -115,6 +129,183 @@ static REGIONS: Regions = Regions {
     direct_bytes: AtomicUsize::new(0),
 };
 
+/// Where the one reservation is tried first: far below the kernel's
+/// top-down mmap area (0x7f..) and far above PIE executables and brk heaps
+/// (0x55.., 0x56..), so that no other mapping (in this process or in a
+/// child, which inherits the seccomp filter) lands there.
+const RESERVATION_HINT: usize = 0x2000_0000_0000;
+/// 1 TiB; smaller sizes are tried when address space is limited.
+const RESERVATION_SIZE: usize = 1 << 40;
+/// Cofferdam's own protected state at the start of the reservation.
+const STATE_SIZE: usize = 64 * 1024;
+/// Free extents of direct mappings kept for reuse.
+const MAX_FREE_EXTENTS: usize = 64;
+
+/// The one reservation and how it is carved.
+struct Reservation {
+    start: AtomicUsize,
+    len: AtomicUsize,
+    /// Next free byte for regions (grows up).
+    bump: AtomicUsize,
+    /// Lowest byte used by direct mappings (grows down).
+    low: AtomicUsize,
+    lock: AtomicBool,
+    free_start: [AtomicUsize; MAX_FREE_EXTENTS],
+    free_len: [AtomicUsize; MAX_FREE_EXTENTS],
+}
+
+static RESERVATION: Reservation = Reservation {
+    start: AtomicUsize::new(0),
+    len: AtomicUsize::new(0),
+    bump: AtomicUsize::new(0),
+    low: AtomicUsize::new(0),
+    lock: AtomicBool::new(false),
+    free_start: [const { AtomicUsize::new(0) }; MAX_FREE_EXTENTS],
+    free_len: [const { AtomicUsize::new(0) }; MAX_FREE_EXTENTS],
+};
+
+struct ResLock;
+fn res_lock() -> ResLock {
+    while RESERVATION.lock.swap(true, Ordering::Acquire) {
+        core::hint::spin_loop();
+    }
+    ResLock
+}
+impl Drop for ResLock {
+    fn drop(&mut self) {
+        RESERVATION.lock.store(false, Ordering::Release);
+    }
+}
+
+/// The protected address interval `[start, start + len)`: everything the
+/// allocator hands out lies in it. `None` before the first allocation or when
+/// the system allocator is in use (backend `none`).
+pub(crate) fn reservation() -> Option<(usize, usize)> {
+    let len = RESERVATION.len.load(Ordering::Acquire);
+    (len != 0).then(|| (RESERVATION.start.load(Ordering::Acquire), len))
+}
+
+/// Cofferdam's protected state area (64 KiB, read-write, carries P), or
+/// `None` when there is no reservation.
+pub(crate) fn state_area() -> Option<*mut u8> {
+    reservation().map(|(s, _)| s as *mut u8)
+}
+
+/// Reserves the interval, tags it with P, opens the state area.
+fn reserve() -> bool {
+    let mut size = RESERVATION_SIZE;
+    let base = loop {
+        // Under an inherited guard the hint is the parent's protected range,
+        // which the inherited filter watches: let the kernel choose.
+        let hint = if sys::inherited_guard() {
+            0
+        } else {
+            RESERVATION_HINT
+        };
+        let hinted = sys::map_anon_hint(hint, size, libc::PROT_NONE);
+        match hinted {
+            Ok(p) if (p as usize) % ARENA_ALIGN == 0 => break p,
+            Ok(p) => {
+                // SAFETY: the mapping just made; nothing uses it.
+                unsafe { sys::unmap(p, size) };
+            }
+            Err(_) => {}
+        }
+        match sys::map_aligned(size, ARENA_ALIGN, libc::PROT_NONE) {
+            Ok(p) => break p,
+            Err(_) if size / 4 >= MIN_REGION + STATE_SIZE => size /= 4,
+            Err(_) if size > MIN_REGION + STATE_SIZE => size = MIN_REGION + STATE_SIZE,
+            Err(_) => return false,
+        }
+    };
+    if let Some(key) = tag_key() {
+        // SAFETY: the whole range is the mapping just made; nothing uses it.
+        if unsafe { sys::pkey_mprotect(base.cast(), size, libc::PROT_NONE, key) }.is_err() {
+            // SAFETY: as above.
+            unsafe { sys::unmap(base, size) };
+            return false;
+        }
+    }
+    // SAFETY: the first STATE_SIZE bytes are ours; mprotect keeps the key.
+    if unsafe { sys::mprotect(base.cast(), STATE_SIZE, libc::PROT_READ | libc::PROT_WRITE) }
+        .is_err()
+    {
+        // SAFETY: as above.
+        unsafe { sys::unmap(base, size) };
+        return false;
+    }
+    let b = base as usize;
+    RESERVATION.bump.store(b + STATE_SIZE, Ordering::Relaxed);
+    RESERVATION.low.store(b + size, Ordering::Relaxed);
+    RESERVATION.start.store(b, Ordering::Release);
+    RESERVATION.len.store(size, Ordering::Release);
+    true
+}
+
+/// Carves `len` bytes (a multiple of `align`, itself a power of two) for a
+/// region from the bottom. Returns the start.
+fn carve_region(len: usize, align: usize) -> Option<usize> {
+    let _g = res_lock();
+    let bump = RESERVATION.bump.load(Ordering::Relaxed);
+    let start = bump.checked_add(align - 1)? & !(align - 1);
+    let end = start.checked_add(len)?;
+    if end > RESERVATION.low.load(Ordering::Relaxed) {
+        return None;
+    }
+    RESERVATION.bump.store(end, Ordering::Relaxed);
+    Some(start)
+}
+
+/// Carves `len` bytes aligned to `align` for a direct mapping: a free extent
+/// first (first fit), else from the top.
+fn carve_direct(len: usize, align: usize) -> Option<usize> {
+    let _g = res_lock();
+    for i in 0..MAX_FREE_EXTENTS {
+        let (s, l) = (
+            RESERVATION.free_start[i].load(Ordering::Relaxed),
+            RESERVATION.free_len[i].load(Ordering::Relaxed),
+        );
+        if l == 0 {
+            continue;
+        }
+        let Some(a) = s.checked_add(align - 1).map(|x| x & !(align - 1)) else {
+            continue;
+        };
+        if a.checked_add(len).is_some_and(|e| e <= s + l) {
+            // Take [a, a+len); keep the tail in this slot, and the head in a
+            // free slot if there is one (else it is leaked address space).
+            let tail = s + l - (a + len);
+            RESERVATION.free_start[i].store(a + len, Ordering::Relaxed);
+            RESERVATION.free_len[i].store(tail, Ordering::Relaxed);
+            if a > s {
+                put_free(a - s, s);
+            }
+            return Some(a);
+        }
+    }
+    let low = RESERVATION.low.load(Ordering::Relaxed);
+    let start = low.checked_sub(len)? & !(align - 1);
+    if start < RESERVATION.bump.load(Ordering::Relaxed) {
+        return None;
+    }
+    if low > start + len {
+        put_free(low - (start + len), start + len);
+    }
+    RESERVATION.low.store(start, Ordering::Relaxed);
+    Some(start)
+}
+
+/// Records a free extent (lock held by the caller).
+fn put_free(len: usize, start: usize) {
+    for i in 0..MAX_FREE_EXTENTS {
+        if RESERVATION.free_len[i].load(Ordering::Relaxed) == 0 {
+            RESERVATION.free_start[i].store(start, Ordering::Relaxed);
+            RESERVATION.free_len[i].store(len, Ordering::Relaxed);
+            return;
+        }
+    }
+}
+
 /// The key the regions are tagged with, if any.
 fn tag_key() -> Option<u32> {
     backend::runtime().pkey
@@ -128,25 +319,17 @@ fn add_region() -> Option<*mut mi::mi_heap_t> {
     if n >= MAX_REGIONS {
         return None;
     }
-    // Fall back to smaller reservations when address space is limited
-    // (`ulimit -v`). Every request that reaches mimalloc is at most
-    // DIRECT_THRESHOLD, which even the smallest region holds.
+    // Carve from the reservation; smaller regions when it is nearly full.
+    // Every request that reaches mimalloc is at most DIRECT_THRESHOLD, which
+    // even the smallest region holds.
     let mut size = REGION_SIZE;
     let base = loop {
-        match sys::map_aligned(size, ARENA_ALIGN, libc::PROT_NONE) {
-            Ok(p) => break p,
-            Err(_) if size / 2 >= MIN_REGION => size /= 2,
-            Err(_) => return None,
+        match carve_region(size, ARENA_ALIGN) {
+            Some(p) => break p as *mut u8,
+            None if size / 2 >= MIN_REGION => size /= 2,
+            None => return None,
         }
     };
-    if let Some(key) = tag_key() {
-        // SAFETY: the whole range is the mapping just made; nothing uses it.
-        if unsafe { sys::pkey_mprotect(base.cast(), size, libc::PROT_NONE, key) }.is_err() {
-            // SAFETY: as above.
-            unsafe { sys::unmap(base, size) };
-            return None;
-        }
-    }
     let mut arena: mi::mi_arena_id_t = ptr::null_mut();
     // SAFETY: `base..base+size` is a fresh reservation owned by us from now
     // on, aligned to mimalloc's slice size; mimalloc commits it with mprotect
@@ -164,8 +347,7 @@ fn add_region() -> Option<*mut mi::mi_heap_t> {
         )
     };
     if !ok {
-        // SAFETY: mimalloc refused it and holds no reference.
-        unsafe { sys::unmap(base, size) };
+        // mimalloc refused it: the carved range stays reserved, unused.
         return None;
     }
     // SAFETY: `arena` is the id mimalloc just returned.
@@ -212,7 +394,7 @@ fn init_mode() -> u8 {
             let rt = backend::runtime();
             let mode = if rt.backend == Backend::None {
                 MODE_SYSTEM
-            } else if add_region().is_some() {
+            } else if reserve() && add_region().is_some() {
                 MODE_REGION
             } else {
                 sys::write_stderr(
@@ -253,28 +435,28 @@ fn page_round(size: usize) -> Option<usize> {
     size.checked_add(p - 1).map(|s| s & !(p - 1))
 }
 
-/// A mapping of its own for a huge or over-aligned request.
+/// An extent of the reservation of its own for a huge or over-aligned
+/// request.
 #[cold]
 fn direct_alloc(layout: Layout) -> *mut u8 {
     let Some(len) = page_round(layout.size()) else {
         return ptr::null_mut();
     };
     let align = layout.align().max(sys::page_size());
-    let Ok(p) = sys::map_aligned(len, align, libc::PROT_READ | libc::PROT_WRITE) else {
+    let Some(p) = carve_direct(len, align) else {
         return ptr::null_mut();
     };
-    if let Some(key) = tag_key() {
-        // SAFETY: the range is the mapping just made.
-        if unsafe { sys::pkey_mprotect(p.cast(), len, libc::PROT_READ | libc::PROT_WRITE, key) }
-            .is_err()
-        {
-            // SAFETY: as above.
-            unsafe { sys::unmap(p, len) };
-            return ptr::null_mut();
-        }
+    // SAFETY: the extent is ours (just carved) and PROT_NONE; mprotect keeps
+    // the key the reservation carries. Its pages are zero: fresh, or given
+    // back with MADV_DONTNEED by direct_free.
+    if unsafe { sys::mprotect(p as *mut c_void, len, libc::PROT_READ | libc::PROT_WRITE) }.is_err()
+    {
+        let _g = res_lock();
+        put_free(len, p);
+        return ptr::null_mut();
     }
     REGIONS.direct_bytes.fetch_add(len, Ordering::Relaxed);
-    p
+    p as *mut u8
 }
 
 /// # Safety
@@ -283,9 +465,16 @@ fn direct_alloc(layout: Layout) -> *mut u8 {
 unsafe fn direct_free(p: *mut u8, layout: Layout) {
     let len = page_round(layout.size()).unwrap_or(0);
     REGIONS.direct_bytes.fetch_sub(len, Ordering::Relaxed);
-    // SAFETY: the mapping is exactly `p..p+len` (direct_alloc) and the
-    // caller gives up the block.
-    unsafe { sys::unmap(p, len) };
+    // SAFETY: the extent is exactly `p..p+len` (direct_alloc) and the caller
+    // gives up the block: its memory goes back to the OS and the extent back
+    // to PROT_NONE (the key stays), ready for reuse. A failure would leave
+    // the memory committed but unused: harmless.
+    unsafe {
+        let _ = sys::madvise(p, len, libc::MADV_DONTNEED);
+        let _ = sys::mprotect(p.cast(), len, libc::PROT_NONE);
+    }
+    let _g = res_lock();
+    put_free(len, p as usize);
 }
 
 /// Bytes held in direct mappings.

@@ -133,6 +133,9 @@ fn decide() -> Runtime {
         PkeySupport::NoCpu => Some("the CPU has no protection keys (no `pku` in CPUID)"),
         PkeySupport::NoOs => Some("the kernel did not enable protection keys (OSPKE clear)"),
         PkeySupport::KernelRefused(_) => Some("the kernel refused pkey_alloc"),
+        PkeySupport::Guarded => Some(
+            "this process inherited the syscall guard of a parent Cofferdam process, which traps pkey_alloc: protection keys are unusable here",
+        ),
     };
     match requested {
         Some(b"none") => {

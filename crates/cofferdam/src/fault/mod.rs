@@ -25,8 +25,8 @@ mod signals;
 
 use core::ffi::c_void;
 
-pub(crate) use signals::install;
 pub use signals::is_wrapped;
+pub(crate) use signals::{install, table_page};
 
 use crate::gate::{self, FaultRecord};
 
@@ -41,6 +41,11 @@ pub(crate) extern "C" fn cofferdam_signal_dispatch(
         // SA_SIGINFO handler.
         && unsafe { recover(sig, info, ctx) }
     {
+        return;
+    }
+    // The syscall guard's traps (crate::guard).
+    // SAFETY: as above.
+    if sig == libc::SIGSYS && unsafe { crate::guard::on_sigsys(info, ctx) } {
         return;
     }
     // A handler that makes gate calls while this thread was interrupted on
@@ -159,35 +164,85 @@ unsafe fn recover(sig: i32, info: *mut libc::siginfo_t, ctx: *mut c_void) -> boo
         if at_fault & cfg.deny_mask != cfg.deny_mask {
             return false;
         }
-        // SAFETY: frame is this thread's innermost live gate frame (CURRENT
-        // is only set while `gate::call` runs); the slot is in the XSAVE area.
-        unsafe {
-            (pkru as *mut u32).write_unaligned((*frame).trusted_pkru);
-            bv.write_unaligned(bv.read_unaligned() | XFEATURE_PKRU);
-        }
     }
-    // SAFETY: info/uc from the kernel; frame as above. si_pkey is at byte 32
-    // of siginfo for SEGV_PKUERR (after si_addr and si_addr_lsb).
-    unsafe {
+    // SAFETY: info/uc from the kernel. si_pkey is at byte 32 of siginfo for
+    // SEGV_PKUERR (after si_addr and si_addr_lsb).
+    let record = unsafe {
         let code = (*info).si_code;
         let pkey = if sig == libc::SIGSEGV && code == SEGV_PKUERR {
             ((info as *const u8).add(32) as *const u32).read_unaligned() as i32
         } else {
             -1
         };
-        let g = &mut (*uc).uc_mcontext.gregs;
-        (*frame).fault.write(FaultRecord {
+        let g = &(*uc).uc_mcontext.gregs;
+        FaultRecord {
             signal: sig,
             si_code: code,
             address: (*info).si_addr() as usize,
             ip: g[libc::REG_RIP as usize] as usize,
             err: g[libc::REG_ERR as usize] as u64,
             pkey,
-        });
+        }
+    };
+    // SAFETY: frame is this thread's innermost live gate frame with a saved
+    // stack pointer (checked above); uc from the kernel.
+    unsafe { end_gate_call(frame, uc, record) };
+    true
+}
+
+/// Ends gate call `frame` from a signal handler: records `record` in the
+/// frame, puts the trusted PKRU into the signal frame (so `rt_sigreturn`
+/// restores it) and makes the handler's return land on the gate's landing
+/// pad on the stack the gate saved. The call then returns `Err(Fault)`.
+///
+/// # Safety
+/// `frame` is this thread's innermost live gate frame (`gate::current_frame`)
+/// and its `saved_rsp` is set; `uc` is the ucontext the kernel passed to the
+/// running handler.
+pub(crate) unsafe fn end_gate_call(
+    frame: *mut gate::GateFrame,
+    uc: *mut libc::ucontext_t,
+    record: FaultRecord,
+) {
+    let cfg = gate::config::get();
+    if cfg.deny_mask != 0 {
+        // SAFETY: uc comes from the kernel; the slot lies in its XSAVE area.
+        if let Some((pkru, bv)) = unsafe { pkru_slot(uc, cfg.pkru_xsave_offset) } {
+            // SAFETY: both pointers lie inside the signal frame's XSAVE area;
+            // frame is live (contract).
+            unsafe {
+                (pkru as *mut u32).write_unaligned((*frame).trusted_pkru);
+                bv.write_unaligned(bv.read_unaligned() | XFEATURE_PKRU);
+            }
+        }
+    }
+    // SAFETY: frame and uc as in the contract.
+    unsafe {
+        let g = &mut (*uc).uc_mcontext.gregs;
+        (*frame).fault.write(record);
         g[libc::REG_RIP as usize] = gate::cofferdam_gate_landing as *const () as usize as i64;
         g[libc::REG_RSP as usize] = (*frame).saved_rsp as i64;
     }
-    true
+}
+
+/// PKRU of the interrupted context, from the signal frame's XSAVE area
+/// (0, all rights, when the frame says PKRU was in its initial state), or
+/// `None` when the frame carries no PKRU.
+///
+/// # Safety
+/// `uc` is the ucontext the kernel passed to the running handler.
+pub(crate) unsafe fn pkru_at_signal(uc: *mut libc::ucontext_t) -> Option<u32> {
+    let cfg = gate::config::get();
+    // SAFETY: uc comes from the kernel.
+    let (pkru, bv) = unsafe { pkru_slot(uc, cfg.pkru_xsave_offset) }?;
+    // SAFETY: both pointers lie inside the XSAVE area (checked by pkru_slot).
+    Some(unsafe {
+        if bv.read_unaligned() & XFEATURE_PKRU != 0 {
+            (pkru as *const u32).read_unaligned()
+        } else {
+            0
+        }
+    })
 }
 
 /// Whether the interrupted code ran with P's rights (trusted code). Without

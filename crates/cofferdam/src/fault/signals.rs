@@ -102,6 +102,22 @@ fn is_fault_signal(sig: c_int) -> bool {
     sig == libc::SIGSEGV || sig == libc::SIGBUS
 }
 
+/// Signals Cofferdam keeps for itself: the fault signals and SIGSYS (the
+/// syscall guard's traps). Always behind the entry; foreign code may not
+/// install handlers for them.
+fn is_reserved_signal(sig: c_int) -> bool {
+    is_fault_signal(sig) || sig == libc::SIGSYS
+}
+
+/// The page that holds the signal table (P-tagged), for the syscall guard's
+/// list of protected ranges.
+pub(crate) fn table_page() -> (usize, usize) {
+    (
+        &TABLE as *const TablePage as usize,
+        core::mem::size_of::<TablePage>(),
+    )
+}
+
 fn is_function(h: usize) -> bool {
     h != libc::SIG_DFL && h != libc::SIG_IGN
 }
@@ -128,7 +144,11 @@ fn install_entry(sig: c_int, user: &libc::sigaction) -> c_int {
     // Always on the alternate stack: the thread's own stack may be tagged
     // with P, which the handler starts without (see `gate/thread.rs`).
     ours.sa_flags = user.sa_flags | libc::SA_SIGINFO | libc::SA_ONSTACK;
-    if is_fault_signal(sig) {
+    // SIGSYS must never be blocked while a handler runs: a blocked SIGSYS
+    // from the syscall guard kills the process.
+    // SAFETY: sa_mask is a valid sigset_t.
+    unsafe { libc::sigdelset(&mut ours.sa_mask, libc::SIGSYS) };
+    if is_reserved_signal(sig) {
         // Run on the alternate stack when there is one (stack overflow), and
         // let a fault inside a handler reach us again (the default would be
         // to kill the process while the signal is blocked).
@@ -162,7 +182,7 @@ pub(crate) fn install(rt: &Runtime) {
             if unsafe { sys::real_sigaction(sig, core::ptr::null(), &mut old) } != 0 {
                 continue;
             }
-            if is_fault_signal(sig) || is_function(old.sa_sigaction) {
+            if is_reserved_signal(sig) || is_function(old.sa_sigaction) {
                 record(&g, sig, &old);
                 install_entry(sig, &old);
             }
@@ -245,7 +265,7 @@ unsafe fn hook(sig: c_int, act: *const libc::sigaction, old: *mut libc::sigactio
     if gate::foreign_running() {
         // Foreign code: never wrapped (it gets no rights), and never allowed
         // to take the fault signals.
-        if !act.is_null() && is_fault_signal(sig) {
+        if !act.is_null() && is_reserved_signal(sig) {
             // SAFETY: errno is thread-local.
             unsafe { *libc::__errno_location() = libc::EPERM };
             return -1;
@@ -270,10 +290,10 @@ unsafe fn hook(sig: c_int, act: *const libc::sigaction, old: *mut libc::sigactio
     if !act.is_null() {
         // SAFETY: the caller passes a valid action.
         let a = unsafe { *act };
-        if is_fault_signal(sig) || is_function(a.sa_sigaction) {
+        if is_reserved_signal(sig) || is_function(a.sa_sigaction) {
             record(&g, sig, &a);
-            // The fault signals keep our entry once it is there.
-            if (!ours || !is_fault_signal(sig)) && install_entry(sig, &a) != 0 {
+            // The reserved signals keep our entry once it is there.
+            if (!ours || !is_reserved_signal(sig)) && install_entry(sig, &a) != 0 {
                 return -1;
             }
         } else {

@@ -18,6 +18,9 @@ pub(crate) enum PkeySupport {
     NoOs,
     /// The kernel refused `pkey_alloc` (errno given).
     KernelRefused(i32),
+    /// This process inherited a parent Cofferdam process's syscall guard,
+    /// which traps `pkey_alloc`/`pkey_mprotect`: keys cannot be used here.
+    Guarded,
 }
 
 /// `cpuid` leaf 7, sub-leaf 0, ECX: bit 3 PKU, bit 4 OSPKE.
@@ -63,6 +66,9 @@ pub(crate) fn probe_pkeys() -> PkeySupport {
     }
     if !ospke {
         return PkeySupport::NoOs;
+    }
+    if super::inherited_guard() {
+        return PkeySupport::Guarded;
     }
     match pkey_alloc() {
         Ok(k) => {

@@ -11,3 +11,8 @@ pub(crate) use linux_x86_64::*;
 
 #[cfg(not(all(target_os = "linux", target_arch = "x86_64")))]
 compile_error!("cofferdam supports Linux on x86_64 only (protection keys, System V gate)");
+
+#[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+mod linux_guard;
+#[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+pub(crate) use linux_guard::*;

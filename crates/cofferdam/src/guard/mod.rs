@@ -1,0 +1,344 @@
+//! Foreign code cannot grant itself rights: the syscall guard and the
+//! inspection of foreign code.
+//!
+//! * [`bpf`]: a seccomp-BPF filter, installed process-wide (TSYNC, after
+//!   `PR_SET_NO_NEW_PRIVS`) at the first [`crate::Compartment::new`] or
+//!   [`crate::Compartment::load`] on the mpk backend, that traps the syscalls
+//!   which could retag, unmap or zero protected memory or create executable
+//!   memory (see `bpf.rs` for the exact rules and `docs/guard.md`).
+//! * [`on_sigsys`]: the trap handler (reached through the fault module's
+//!   signal entry, so it runs with P's rights). A trapped call is *trusted*
+//!   when the interrupted context had P's rights (PKRU from the signal
+//!   frame; on the split backend: when the thread is not inside a gate). A
+//!   trusted call is re-issued with the guard's token in the sixth argument
+//!   register, which the filter lets through; the token lives in the
+//!   P-protected state area and in registers only. An untrusted call inside
+//!   a gate ends that gate call with `Err(Fault)` of kind
+//!   [`crate::FaultKind::Syscall`]; an untrusted call outside any gate (a
+//!   thread foreign code started) fails with `EPERM`.
+//! * [`inspect`]: `pkey_set` in libc is neutralised before the filter is
+//!   installed; objects that foreign functions live in are scanned for
+//!   WRPKRU/XRSTOR/XRSTORS at their first call; `Compartment::load` scans a
+//!   library before `dlopen`.
+//!
+//! `COFFERDAM_SYSCALL_GUARD=off` turns the filter off (and `on` forces it on
+//! the split backend too, where it protects nothing but can be tested).
+
+pub(crate) mod bpf;
+pub(crate) mod inspect;
+
+use core::ffi::c_void;
+use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Mutex;
+
+use crate::backend::{self, Backend};
+use crate::error::Error;
+use crate::gate::{self, FaultRecord};
+use crate::sys;
+
+/// Whether the filter is installed (read by the SIGSYS handler).
+static ON: AtomicBool = AtomicBool::new(false);
+/// Whether foreign objects are inspected at first call (hot path).
+pub(crate) static INSPECT: AtomicBool = AtomicBool::new(false);
+/// Syscalls refused so far (for `info` and tests).
+static REFUSED: AtomicUsize = AtomicUsize::new(0);
+/// Trusted syscalls the handler re-issued.
+static REISSUED: AtomicUsize = AtomicUsize::new(0);
+
+/// The one-time decision.
+#[derive(Clone, Copy, Debug)]
+struct Decision {
+    on: bool,
+    inspect: bool,
+    reason: &'static str,
+    refused: Option<&'static str>,
+}
+
+static DECISION: Mutex<Option<Decision>> = Mutex::new(None);
+
+/// Token mask: page-aligned (it also travels as `mmap`'s offset, which the
+/// kernel ignores for anonymous mappings but requires page-aligned and not
+/// overflowing) and non-zero.
+const TOKEN_MASK: u64 = 0x7fff_ffff_ffff_f000;
+
+fn token_ptr() -> Option<*const u64> {
+    crate::alloc::state_area().map(|p| p as *const u64)
+}
+
+fn setting() -> Option<&'static [u8]> {
+    sys::getenv_bytes(c"COFFERDAM_SYSCALL_GUARD")
+}
+
+fn decide() -> Decision {
+    let rt = backend::runtime();
+    let mut d = Decision {
+        on: false,
+        inspect: false,
+        reason: "",
+        refused: None,
+    };
+    let forced_on = match setting() {
+        Some(b"off") => {
+            d.reason = "turned off by COFFERDAM_SYSCALL_GUARD=off";
+            d.inspect = rt.backend == Backend::Mpk;
+            return d;
+        }
+        Some(b"on") => true,
+        None | Some(b"") | Some(b"auto") => false,
+        Some(_) => {
+            d.reason = "COFFERDAM_SYSCALL_GUARD has an unknown value (use on, off or auto)";
+            d.refused = Some(d.reason);
+            return d;
+        }
+    };
+    if rt.backend == Backend::None {
+        d.reason = "backend none: nothing to guard";
+        return d;
+    }
+    if sys::inherited_guard() {
+        d.reason = "off: this process inherited a parent Cofferdam process's syscall guard (its own would need pkey syscalls the inherited filter traps)";
+        return d;
+    }
+    if rt.backend != Backend::Mpk && !forced_on {
+        d.reason = "off: without MPK there is no protected memory to guard (COFFERDAM_SYSCALL_GUARD=on forces it)";
+        return d;
+    }
+    d.inspect = true;
+    // Before the filter: patching libc's text needs mprotect(PROT_EXEC).
+    inspect::neutralise_pkey_set();
+    match install() {
+        Ok(()) => {
+            d.on = true;
+            d.reason = if rt.backend == Backend::Mpk {
+                "on: seccomp filter installed (mpk backend)"
+            } else {
+                "on: forced by COFFERDAM_SYSCALL_GUARD=on (split backend: nothing is protected; for testing)"
+            };
+        }
+        Err(why) => {
+            d.reason = why;
+            d.refused = Some("the syscall guard could not be installed (set COFFERDAM_SYSCALL_GUARD=off to run without it)");
+        }
+    }
+    d
+}
+
+fn install() -> Result<(), &'static str> {
+    let Some((start, len)) = crate::alloc::reservation() else {
+        return Err("no protected reservation (ProtectedAlloc is not the global allocator)");
+    };
+    let tok = token_ptr().ok_or("no protected state area")?;
+    let token = loop {
+        let t = sys::random_u64().map_err(|_| "getrandom failed")? & TOKEN_MASK;
+        if t != 0 {
+            break t;
+        }
+    };
+    // SAFETY: the state area is 64 KiB of read-write memory owned by
+    // Cofferdam; its first word is the token's home.
+    unsafe { (tok as *mut u64).write_volatile(token) };
+    let cfg = gate::config::CONFIG.0.get() as usize;
+    let (table, table_len) = crate::fault::table_page();
+    let ranges = [
+        (start as u64, (start + len) as u64),
+        (cfg as u64, (cfg + 4096) as u64),
+        (table as u64, (table + table_len) as u64),
+    ];
+    let prog = bpf::program(&ranges, token);
+    let r = sys::install_seccomp_filter(&prog);
+    if r.is_err() {
+        // SAFETY: as above.
+        unsafe { (tok as *mut u64).write_volatile(0) };
+        return Err("seccomp refused the filter (kernel without SECCOMP_FILTER?)");
+    }
+    ON.store(true, Ordering::Release);
+    Ok(())
+}
+
+fn decision() -> Decision {
+    let mut g = DECISION.lock().unwrap_or_else(|e| e.into_inner());
+    let d = *g.get_or_insert_with(decide);
+    INSPECT.store(d.inspect, Ordering::Release);
+    d
+}
+
+/// Installs the guard if this backend wants it (once). Called by
+/// `Compartment::new` and `Compartment::load`.
+pub(crate) fn ensure() -> Result<(), Error> {
+    match decision().refused {
+        Some(reason) => Err(Error::Unavailable { reason }),
+        None => Ok(()),
+    }
+}
+
+/// What the guard and inspection do in this process (part of
+/// [`crate::Info`]).
+#[derive(Clone, Debug, Default)]
+pub struct GuardInfo {
+    /// Whether the decision was made yet (it is made at the first
+    /// `Compartment::new`/`load`: programs that never call foreign code never
+    /// carry the filter).
+    pub decided: bool,
+    /// The seccomp filter is installed.
+    pub syscall_guard: bool,
+    /// Why it is on or off.
+    pub reason: &'static str,
+    /// Foreign objects are scanned for WRPKRU/XRSTOR at their first call.
+    pub inspection: bool,
+    /// What happened to libc's `pkey_set` (its WRPKRU).
+    pub pkey_set: String,
+    /// Objects scanned so far, with what was found.
+    pub scanned: Vec<inspect::ScannedObject>,
+    /// Syscalls refused so far.
+    pub refused_syscalls: usize,
+    /// Trusted syscalls re-issued by the trap handler so far.
+    pub reissued_syscalls: usize,
+}
+
+pub(crate) fn info() -> GuardInfo {
+    let d = *DECISION.lock().unwrap_or_else(|e| e.into_inner());
+    GuardInfo {
+        decided: d.is_some(),
+        syscall_guard: ON.load(Ordering::Acquire),
+        reason: d.map_or(
+            "not decided yet: decided at the first Compartment::new/load",
+            |d| d.reason,
+        ),
+        inspection: d.is_some_and(|d| d.inspect),
+        pkey_set: inspect::pkey_set_status(),
+        scanned: inspect::scanned(),
+        refused_syscalls: REFUSED.load(Ordering::Relaxed),
+        reissued_syscalls: REISSUED.load(Ordering::Relaxed),
+    }
+}
+
+/// A name for syscall `nr` of the x86_64 (`i386 == false`) or i386 ABI.
+pub(crate) fn syscall_name(nr: u32, i386: bool) -> &'static str {
+    if i386 {
+        return match nr {
+            90 => "mmap (i386)",
+            91 => "munmap (i386)",
+            117 => "ipc (i386)",
+            125 => "mprotect (i386)",
+            163 => "mremap (i386)",
+            192 => "mmap2 (i386)",
+            219 => "madvise (i386)",
+            348 => "process_vm_writev (i386)",
+            380 => "pkey_mprotect (i386)",
+            381 => "pkey_alloc (i386)",
+            382 => "pkey_free (i386)",
+            397 => "shmat (i386)",
+            _ => "unknown (i386)",
+        };
+    }
+    use bpf::nr::*;
+    match nr {
+        MMAP => "mmap",
+        MPROTECT => "mprotect",
+        MUNMAP => "munmap",
+        MREMAP => "mremap",
+        MADVISE => "madvise",
+        SHMAT => "shmat",
+        PROCESS_VM_WRITEV => "process_vm_writev",
+        PKEY_MPROTECT => "pkey_mprotect",
+        PKEY_ALLOC => "pkey_alloc",
+        PKEY_FREE => "pkey_free",
+        IO_URING_SETUP => "io_uring_setup",
+        _ => "unknown",
+    }
+}
+
+/// Marks an i386 syscall number in a fault record's `err`.
+pub(crate) const I386_FLAG: u64 = 1 << 32;
+
+/// The SIGSYS handler (called by the fault module's dispatcher with P's
+/// rights). Returns whether the signal was the guard's.
+///
+/// # Safety
+/// `info` and `ctx` are what the kernel passed to an SA_SIGINFO handler.
+pub(crate) unsafe fn on_sigsys(info: *mut libc::siginfo_t, ctx: *mut c_void) -> bool {
+    const SYS_SECCOMP: i32 = 1;
+    if !ON.load(Ordering::Acquire) {
+        return false;
+    }
+    // SAFETY: the kernel passes a valid siginfo; for SIGSYS, si_call_addr is
+    // at byte 16, si_syscall at 24 and si_arch at 28.
+    let (code, nr, arch) = unsafe {
+        let b = info as *const u8;
+        (
+            (*info).si_code,
+            (b.add(24) as *const i32).read_unaligned() as u32,
+            (b.add(28) as *const u32).read_unaligned(),
+        )
+    };
+    if code != SYS_SECCOMP {
+        return false;
+    }
+    let uc = ctx as *mut libc::ucontext_t;
+    // SAFETY: uc is the kernel's ucontext for this handler.
+    let g = unsafe { &mut (*uc).uc_mcontext.gregs };
+    let args = [
+        g[libc::REG_RDI as usize] as u64,
+        g[libc::REG_RSI as usize] as u64,
+        g[libc::REG_RDX as usize] as u64,
+        g[libc::REG_R10 as usize] as u64,
+        g[libc::REG_R8 as usize] as u64,
+        g[libc::REG_R9 as usize] as u64,
+    ];
+    let deny = gate::config::get().deny_mask;
+    let trusted = if deny != 0 {
+        // SAFETY: uc from the kernel.
+        match unsafe { crate::fault::pkru_at_signal(uc) } {
+            Some(pkru) => pkru & deny == 0,
+            None => false,
+        }
+    } else {
+        !gate::foreign_running()
+    };
+    let x86_64 = arch == bpf::AUDIT_ARCH_X86_64;
+    if trusted && x86_64 {
+        let ret = match (nr, token_ptr()) {
+            (_, None) => -(libc::EPERM as i64),
+            // The token travels as the offset, which anonymous mappings
+            // ignore; a file mapping that needs it (MAP_FIXED inside a
+            // protected range) is refused.
+            (bpf::nr::MMAP, Some(_)) if args[3] & libc::MAP_ANONYMOUS as u64 == 0 => {
+                -(libc::EPERM as i64)
+            }
+            (_, Some(tok)) => {
+                REISSUED.fetch_add(1, Ordering::Relaxed);
+                // SAFETY: `tok` points into the state area (readable with the
+                // rights this handler runs with); the call is the one trusted
+                // code made, with its own arguments.
+                unsafe {
+                    gate::syscall::syscall_with_token(
+                        nr as i64,
+                        [args[0], args[1], args[2], args[3], args[4]],
+                        tok,
+                    )
+                }
+            }
+        };
+        g[libc::REG_RAX as usize] = ret;
+        return true;
+    }
+    REFUSED.fetch_add(1, Ordering::Relaxed);
+    let frame = gate::current_frame();
+    // SAFETY: a non-null CURRENT is this thread's innermost live frame.
+    if !trusted && !frame.is_null() && unsafe { (*frame).saved_rsp } != 0 {
+        let record = FaultRecord {
+            signal: libc::SIGSYS,
+            si_code: code,
+            address: args[0] as usize,
+            ip: g[libc::REG_RIP as usize] as usize,
+            err: nr as u64 | if x86_64 { 0 } else { I386_FLAG },
+            pkey: -1,
+        };
+        // SAFETY: frame is this thread's innermost live gate frame with its
+        // stack pointer saved; uc from the kernel.
+        unsafe { crate::fault::end_gate_call(frame, uc, record) };
+    } else {
+        g[libc::REG_RAX as usize] = -(libc::EPERM as i64);
+    }
+    true
+}
