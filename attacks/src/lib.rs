@@ -453,9 +453,18 @@ fn use_after_free(_mode: Mode) -> Observation {
     // SAFETY: cd_retain takes one pointer and only stores it.
     let r1 =
         unsafe { c.call::<_, ()>("cd_retain", fn_addr(ffi::cd_retain as *const ()), (stale,)) };
-    drop(obj);
+    // Everything the victim needs is made first: nothing else may allocate
+    // between the free and the reuse.
     let expected = secret("use-after-free");
-    let victim = Box::new(expected);
+    let mut others: Vec<Box<[u8; 64]>> = Vec::with_capacity(64);
+    drop(obj);
+    // Rust allocates objects of the same size until one reuses the freed
+    // block (the allocator's free lists decide which comes first).
+    let mut victim = Box::new(expected);
+    while &*victim as *const [u8; 64] as *mut u8 != stale && others.len() < 63 {
+        others.push(victim);
+        victim = Box::new(expected);
+    }
     let reused = &*victim as *const [u8; 64] as *mut u8 == stale;
     // SAFETY: cd_use_stale takes a size_t.
     let r2 = unsafe {

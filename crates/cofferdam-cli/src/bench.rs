@@ -30,7 +30,7 @@ fn time_per_iter(iters: u64, mut f: impl FnMut(u64)) -> f64 {
 fn null_call(rounds: usize, iters: u64) -> Result<Value, String> {
     let c = Compartment::new("bench").map_err(|e| format!("no compartment: {e}"))?;
     let noop: extern "C" fn(i32) -> i32 = cd_noop_safe;
-    let has_floor = cofferdam::wrpkru_pair_call(noop, 0).is_some();
+    let has_floor = floor_call(noop, 0).is_some();
     let (mut bare, mut floor, mut gate) = (vec![], vec![], vec![]);
     for _ in 0..rounds {
         bare.push(time_per_iter(iters, |i| {
@@ -38,7 +38,7 @@ fn null_call(rounds: usize, iters: u64) -> Result<Value, String> {
         }));
         if has_floor {
             floor.push(time_per_iter(iters, |i| {
-                black_box(cofferdam::wrpkru_pair_call(black_box(noop), i as i32));
+                black_box(floor_call(black_box(noop), i as i32));
             }));
         }
         gate.push(time_per_iter(iters, |i| {
@@ -61,8 +61,28 @@ fn null_call(rounds: usize, iters: u64) -> Result<Value, String> {
         "gate_over_bare": round2(gate / bare),
         "rounds": rounds,
         "iterations_per_round": iters,
-        "note": if has_floor { Value::Null } else { json!("no MPK here: no WRPKRU floor; the gate runs without PKRU switches") },
+        "floor_built": cfg!(feature = "bench-floor"),
+        "note": if has_floor {
+            Value::Null
+        } else if !cfg!(feature = "bench-floor") {
+            json!("built without the bench-floor feature: no WRPKRU floor")
+        } else {
+            json!("no MPK here: no WRPKRU floor; the gate runs without PKRU switches")
+        },
     }))
+}
+
+/// The WRPKRU-pair floor, where it is built in and MPK is in force.
+fn floor_call(f: extern "C" fn(i32) -> i32, x: i32) -> Option<i32> {
+    #[cfg(feature = "bench-floor")]
+    {
+        cofferdam::wrpkru_pair_call(f, x)
+    }
+    #[cfg(not(feature = "bench-floor"))]
+    {
+        let _ = (f, x);
+        None
+    }
 }
 
 extern "C" fn bare_cmp(a: *const core::ffi::c_void, b: *const core::ffi::c_void) -> i32 {

@@ -157,10 +157,13 @@ pub(crate) extern "C" fn cofferdam_callback_dispatch(slot_index: u64, f: *mut Cb
     let armed = s.in_use.load(Ordering::Acquire) == 1
         && s.owner.load(Ordering::Acquire) == f.state
         && s.call_id.load(Ordering::Acquire) == call_id;
-    if !armed || s.busy.swap(1, Ordering::AcqRel) == 1 {
+    // Only the thread the slot is armed for gets past `armed`, so `busy` is
+    // only ever touched by that thread: no atomic read-modify-write needed.
+    if !armed || s.busy.load(Ordering::Relaxed) == 1 {
         s.refused.fetch_add(1, Ordering::Relaxed);
         return;
     }
+    s.busy.store(1, Ordering::Relaxed);
     let inv = s.invoke.load(Ordering::Acquire) as *mut Box<Erased<'static>>;
     // SAFETY: as above.
     unsafe { (*frame).cb_active += 1 };
@@ -170,7 +173,7 @@ pub(crate) extern "C" fn cofferdam_callback_dispatch(slot_index: u64, f: *mut Cb
     let r = catch_unwind(AssertUnwindSafe(|| unsafe { (**inv)(f) }));
     // SAFETY: as above.
     unsafe { (*frame).cb_active -= 1 };
-    s.busy.store(0, Ordering::Release);
+    s.busy.store(0, Ordering::Relaxed);
     match r {
         Ok(Ok(words)) => f.ret = words,
         Ok(Err(why)) => {

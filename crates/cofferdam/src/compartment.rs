@@ -211,6 +211,7 @@ impl Compartment {
     /// # Panics
     /// If `stack` holds more than [`MAX_STACK_ARGS`] words, `nsse` is over 8
     /// or more than six callbacks are given.
+    #[inline]
     pub unsafe fn call_regs(
         &self,
         function: &'static str,
@@ -232,17 +233,16 @@ impl Compartment {
             // First call into this object: scan it (crate::guard::inspect).
             crate::guard::inspect::check_function(f)?;
         }
-        let mut frame =
-            GateFrame::new(f as usize, regs.ints, regs.stack).with_sse(&regs.sse[..regs.nsse]);
+        let mut frame = GateFrame::new(f as usize, regs.ints, regs.stack);
+        if regs.nsse != 0 {
+            frame.set_sse(&regs.sse[..regs.nsse]);
+        }
         // SAFETY: the runtime is configured (Compartment::new ran it); the
         // frame and `stack` outlive the call; the function's contract is the
         // caller's.
         let returned = unsafe { gate::call(&mut frame, regs.callbacks) }
             .map_err(|reason| Error::Unavailable { reason })?;
-        if returned {
-            if let Some(detail) = frame.callback_error.take() {
-                return Err(Error::Callback { function, detail });
-            }
+        if returned && frame.callback_error.is_none() {
             Ok(Returned {
                 rax: frame.ret[0],
                 rdx: frame.ret[1],
@@ -250,12 +250,24 @@ impl Compartment {
                 xmm1: frame.fret[1],
             })
         } else {
-            self.inner.poisoned.store(true, Ordering::Release);
-            // SAFETY: status 1 is only set by the landing pad, which the
-            // fault handler reaches after writing the record.
-            let record = unsafe { frame.fault.assume_init_ref() };
-            Err(Error::Fault(self.fault(function, record)))
+            Err(self.failed(function, &mut frame, returned))
         }
+    }
+
+    /// The error of a call that faulted (`returned` false) or whose callback
+    /// failed.
+    #[cold]
+    #[inline(never)]
+    fn failed(&self, function: &'static str, frame: &mut GateFrame, returned: bool) -> Error {
+        if returned {
+            let detail = frame.callback_error.take().unwrap_or_default();
+            return Error::Callback { function, detail };
+        }
+        self.inner.poisoned.store(true, Ordering::Release);
+        // SAFETY: status 1 is only set by the landing pad, which the fault
+        // handler reaches after writing the record.
+        let record = unsafe { frame.fault.assume_init_ref() };
+        Error::Fault(self.fault(function, record))
     }
 
     /// Copies `count` elements out of memory that foreign code pointed to
@@ -472,7 +484,8 @@ impl<S: crate::callback::CallbackSig> ArmedCallback for Callback<'_, S> {
 /// As for [`Compartment::call_regs`].
 #[inline]
 unsafe fn call_direct(f: *const (), r: &CallRegs<'_>) -> Returned {
-    let mut frame = GateFrame::new(f as usize, r.ints, r.stack).with_sse(&r.sse[..r.nsse]);
+    let mut frame = GateFrame::new(f as usize, r.ints, r.stack);
+    frame.set_sse(&r.sse[..r.nsse]);
     // SAFETY: forwarded contract; the frame outlives the call.
     unsafe { gate::call_direct(&mut frame) };
     Returned {

@@ -185,6 +185,19 @@ pub(crate) fn reservation() -> Option<(usize, usize)> {
     (len != 0).then(|| (RESERVATION.start.load(Ordering::Acquire), len))
 }
 
+/// Whether `[addr, end)` overlaps protected memory the allocator manages:
+/// the reservation (everything it hands out is carved from it), or, without
+/// one, its regions.
+#[inline]
+pub(crate) fn overlaps_protected(addr: usize, end: usize) -> bool {
+    let len = RESERVATION.len.load(Ordering::Acquire);
+    if len != 0 {
+        let start = RESERVATION.start.load(Ordering::Relaxed);
+        return addr < start + len && end > start;
+    }
+    is_protected_region(addr) || is_protected_region(end - 1)
+}
+
 /// Cofferdam's protected state area (64 KiB, read-write, carries P), or
 /// `None` when there is no reservation.
 pub(crate) fn state_area() -> Option<*mut u8> {

@@ -122,8 +122,8 @@ unsafe fn recover(sig: i32, info: *mut libc::siginfo_t, ctx: *mut c_void) -> boo
     // SAFETY: uc comes from the kernel.
     unsafe {
         let g = &mut (*uc).uc_mcontext.gregs;
-        if g[libc::REG_RIP as usize] as usize == gate::try_copy_insn() && trusted_at_fault(uc, cfg)
-        {
+        let ip = g[libc::REG_RIP as usize] as usize;
+        if gate::in_try_copy(ip) && trusted_at_fault(uc, cfg) {
             g[libc::REG_RIP as usize] = gate::try_copy_fixup() as i64;
             return true;
         }

@@ -126,7 +126,11 @@ pub(crate) fn fs_base(fsgsbase: bool) -> u64 {
 #[cfg(feature = "bench-floor")]
 extern "C" {
     /// The benchmark floor: `f(x)` between two bare WRPKRUs.
-    pub(crate) fn cofferdam_wrpkru_pair_call(f: extern "C" fn(i32) -> i32, x: i32) -> i32;
+    pub(crate) fn cofferdam_wrpkru_pair_call(
+        f: extern "C" fn(i32) -> i32,
+        x: i32,
+        stack_top: usize,
+    ) -> i32;
 }
 
 // Only with the `bench-floor` feature: an unchecked WRPKRU pair is exactly the
@@ -142,8 +146,14 @@ core::arch::global_asm!(
     ".type cofferdam_wrpkru_pair_call,@function",
     ".p2align 4",
     "cofferdam_wrpkru_pair_call:",
+    // int cofferdam_wrpkru_pair_call(int (*f)(int), int x, void *stack_top):
+    // the least any stack-switching MPK gate does: onto another stack, the
+    // WRPKRU pair around the call, back.
     "    push rbx",
+    "    push rbp",
     "    mov rbx, rdi",
+    "    mov rbp, rsp",
+    "    mov rsp, rdx",
     "    mov edi, esi",
     "    xor ecx, ecx",
     "    rdpkru",
@@ -160,6 +170,8 @@ core::arch::global_asm!(
     "    xor edx, edx",
     "    wrpkru",
     "    mov eax, ebx",
+    "    mov rsp, rbp",
+    "    pop rbp",
     "    pop rbx",
     "    ret",
     ".size cofferdam_wrpkru_pair_call, .-cofferdam_wrpkru_pair_call",
@@ -234,7 +246,21 @@ core::arch::global_asm!(
     "    mov r13d, eax",
     "    or r13d, r12d",                          // r13d = the value that denies P
     "22:",
-    "    movq xmm0, qword ptr [rdi + 112]",       // SSE arguments
+    "    mov r14, qword ptr [rdi + 192]",         // how many SSE registers (al, for varargs)
+    "    test r14, r14",
+    "    jnz 24f",
+    // No SSE arguments: clear the registers (they may hold Rust's data).
+    "    xorps xmm0, xmm0",
+    "    xorps xmm1, xmm1",
+    "    xorps xmm2, xmm2",
+    "    xorps xmm3, xmm3",
+    "    xorps xmm4, xmm4",
+    "    xorps xmm5, xmm5",
+    "    xorps xmm6, xmm6",
+    "    xorps xmm7, xmm7",
+    "    jmp 25f",
+    "24:",
+    "    movq xmm0, qword ptr [rdi + 112]",       // SSE arguments (unused ones are zero)
     "    movq xmm1, qword ptr [rdi + 120]",
     "    movq xmm2, qword ptr [rdi + 128]",
     "    movq xmm3, qword ptr [rdi + 136]",
@@ -242,7 +268,7 @@ core::arch::global_asm!(
     "    movq xmm5, qword ptr [rdi + 152]",
     "    movq xmm6, qword ptr [rdi + 160]",
     "    movq xmm7, qword ptr [rdi + 168]",
-    "    mov r14, qword ptr [rdi + 192]",         // how many SSE registers (al, for varargs)
+    "25:",
     "    mov rbx, qword ptr [rdi]",               // the foreign function
     "    mov rsi, qword ptr [rdi + 16]",          // argument 2
     "    mov r10, qword ptr [rdi + 24]",          // argument 3 (rdx after WRPKRU)
@@ -324,8 +350,22 @@ core::arch::global_asm!(
     "    mov rsp, qword ptr [rdi + 56]",
     "    cmp rdi, qword ptr [rsp]",
     "    jne 9f",
+    // Rust's MXCSR and x87 control word, if foreign code changed them
+    // (LDMXCSR and FLDCW are slow; reading and comparing is not).
+    "    sub rsp, 8",
+    "    stmxcsr dword ptr [rsp]",
+    "    fnstcw word ptr [rsp + 4]",
+    "    mov eax, dword ptr [rsp]",
+    "    cmp eax, dword ptr [rdi + 208]",
+    "    je 32f",
     "    ldmxcsr dword ptr [rdi + 208]",
+    "32:",
+    "    mov ax, word ptr [rsp + 4]",
+    "    cmp ax, word ptr [rdi + 212]",
+    "    je 33f",
     "    fldcw word ptr [rdi + 212]",
+    "33:",
+    "    add rsp, 8",
     "    pop rdi",
     "    mov qword ptr [rdi + 72], r8",           // frame.ret[0] = rax
     "    mov qword ptr [rdi + 80], r9",           // frame.ret[1] = rdx
@@ -520,9 +560,17 @@ core::arch::global_asm!(
     "    mov qword ptr [r10 + 136], r11",         // the slot
     "    stmxcsr dword ptr [r10 + 144]",          // C's control words
     "    fnstcw word ptr [r10 + 148]",
-    "    mov rcx, qword ptr [rax + 8]",
-    "    ldmxcsr dword ptr [rcx + 208]",          // Rust's, as the outer call saved them
+    "    mov rcx, qword ptr [rax + 8]",           // Rust's, as the outer call saved them,
+    "    mov edx, dword ptr [r10 + 144]",         // loaded only where C's differ
+    "    cmp edx, dword ptr [rcx + 208]",
+    "    je 43f",
+    "    ldmxcsr dword ptr [rcx + 208]",
+    "43:",
+    "    mov dx, word ptr [r10 + 148]",
+    "    cmp dx, word ptr [rcx + 212]",
+    "    je 44f",
     "    fldcw word ptr [rcx + 212]",
+    "44:",
     // ── onto the Rust stack ──
     "    mov rsp, r10",
     "    cld",
@@ -533,8 +581,20 @@ core::arch::global_asm!(
     "    mov rax, qword ptr [r10 + 120]",
     "    mov rcx, qword ptr [r10 + 128]",
     "    mov qword ptr [rax + 16], rcx",
+    "    sub rsp, 8",                             // C's control words back, if they differ
+    "    stmxcsr dword ptr [rsp]",
+    "    fnstcw word ptr [rsp + 4]",
+    "    mov edx, dword ptr [rsp]",
+    "    cmp edx, dword ptr [r10 + 144]",
+    "    je 45f",
     "    ldmxcsr dword ptr [r10 + 144]",
+    "45:",
+    "    mov dx, word ptr [rsp + 4]",
+    "    cmp dx, word ptr [r10 + 148]",
+    "    je 46f",
     "    fldcw word ptr [r10 + 148]",
+    "46:",
+    "    add rsp, 8",
     "    mov r8, qword ptr [r10 + 152]",          // results
     "    mov r9, qword ptr [r10 + 160]",
     "    movq xmm0, qword ptr [r10 + 168]",
@@ -591,18 +651,31 @@ core::arch::global_asm!(
     // ───────────────────────── cofferdam_try_copy ─────────────────────────
     // u64 cofferdam_try_copy(void *dst, const void *src, size_t n): copies
     // n bytes and returns 0, or returns 1 if reading `src` faulted (the fault
-    // handler resumes a fault at the copy instruction at the fixup). For
-    // trusted code reading memory foreign code pointed to.
+    // handler resumes a fault between cofferdam_try_copy and
+    // cofferdam_try_copy_insn at the fixup). For trusted code reading memory
+    // foreign code pointed to.
     ".globl cofferdam_try_copy",
     ".type cofferdam_try_copy,@function",
     ".p2align 4",
     "cofferdam_try_copy:",
-    "    mov rcx, rdx",
     "    xor eax, eax",
-    ".globl cofferdam_try_copy_insn",
-    "cofferdam_try_copy_insn:",
+    "    cmp rdx, 8",
+    "    jne 81f",
+    "    mov rcx, qword ptr [rsi]",               // the common small cases: one load
+    "    mov qword ptr [rdi], rcx",
+    "    ret",
+    "81:",
+    "    cmp rdx, 4",
+    "    jne 82f",
+    "    mov ecx, dword ptr [rsi]",
+    "    mov dword ptr [rdi], ecx",
+    "    ret",
+    "82:",
+    "    mov rcx, rdx",
     "    rep movsb",
     "    ret",
+    ".globl cofferdam_try_copy_insn",
+    "cofferdam_try_copy_insn:",               // end of the instructions that may fault
     ".globl cofferdam_try_copy_fixup",
     "cofferdam_try_copy_fixup:",
     "    mov eax, 1",

@@ -44,10 +44,14 @@ pub(crate) fn is_gate_code(ip: usize) -> bool {
     lo <= ip && ip < hi
 }
 
-/// The copy instruction of `cofferdam_try_copy` and its fixup.
-pub(crate) fn try_copy_insn() -> usize {
-    asm::cofferdam_try_copy_insn as *const () as usize
+/// Whether `ip` is one of `cofferdam_try_copy`'s loads (which may fault).
+pub(crate) fn in_try_copy(ip: usize) -> bool {
+    let lo = asm::cofferdam_try_copy as *const () as usize;
+    let hi = asm::cofferdam_try_copy_insn as *const () as usize;
+    lo <= ip && ip < hi
 }
+
+/// Where `cofferdam_try_copy` resumes after a fault.
 pub(crate) fn try_copy_fixup() -> usize {
     asm::cofferdam_try_copy_fixup as *const () as usize
 }
@@ -64,9 +68,9 @@ pub(crate) unsafe fn try_copy(dst: *mut u8, src: usize, n: usize) -> bool {
     unsafe { asm::cofferdam_try_copy(dst, src as *const u8, n) == 0 }
 }
 
-/// The benchmark floor: `f(x)` with a bare WRPKRU pair around it (deny P,
-/// call, allow P) and none of the gate's checks. Returns `None` where the
-/// mpk backend is not in force.
+/// The benchmark floor: `f(x)` on this thread's foreign stack with a bare
+/// WRPKRU pair around it (deny P, call, allow P) and none of the gate's
+/// checks. Returns `None` where the mpk backend is not in force.
 ///
 /// This is not a gate (no check of the values written, no fault recovery):
 /// it exists only to measure what any MPK gate must cost on this CPU.
@@ -74,9 +78,17 @@ pub(crate) unsafe fn try_copy(dst: *mut u8, src: usize, n: usize) -> bool {
 #[cfg(feature = "bench-floor")]
 pub fn wrpkru_pair_call(f: extern "C" fn(i32) -> i32, x: i32) -> Option<i32> {
     crate::backend::runtime().pkey?;
+    // The thread's foreign stack: the Rust stack is tagged, so even the
+    // floor must leave it before dropping the rights.
+    let st = thread::current().ok()?;
+    // SAFETY: this thread's checked state; no gate call uses the foreign
+    // stack's top while this thread runs this function.
+    let top = unsafe { ((*st).foreign_top - 128) & !15 };
     // SAFETY: the mpk backend is in force, so the configuration holds P's
-    // mask and WRPKRU is defined; `f` is a safe extern "C" function.
-    Some(unsafe { asm::cofferdam_wrpkru_pair_call(f, x) })
+    // mask and WRPKRU is defined; `f` is a safe extern "C" function that
+    // touches no protected memory; `top` is the top of this thread's
+    // foreign stack, unused right now.
+    Some(unsafe { asm::cofferdam_wrpkru_pair_call(f, x, top) })
 }
 
 /// Details of a fault, written by the fault handler into the frame of the
@@ -188,11 +200,10 @@ impl GateFrame {
 
     /// Sets the SSE argument registers.
     #[inline]
-    pub(crate) fn with_sse(mut self, sse: &[u64]) -> Self {
+    pub(crate) fn set_sse(&mut self, sse: &[u64]) {
         let n = sse.len().min(8);
         self.fargs[..n].copy_from_slice(&sse[..n]);
         self.nsse = n as u64;
-        self
     }
 }
 
@@ -261,13 +272,8 @@ pub(crate) unsafe fn call(frame: &mut GateFrame, arm: &[u32]) -> Result<bool, &'
         frame.prev = (*st).current;
         frame.foreign_sp = ((*st).foreign_top - 128) & !15;
     }
-    let mut saved = [(0u32, 0usize, 0u64); 6];
-    let n = arm.len().min(saved.len());
-    for (i, &slot) in arm[..n].iter().enumerate() {
-        saved[i] = (slot, 0, 0);
-        let (o, c) = crate::callback::arm(slot, st as usize, frame.call_id);
-        saved[i].1 = o;
-        saved[i].2 = c;
+    if !arm.is_empty() {
+        return Ok(call_arming(st, frame, arm));
     }
     // SAFETY: as above.
     unsafe { (*st).current = frame as *mut GateFrame };
@@ -276,10 +282,28 @@ pub(crate) unsafe fn call(frame: &mut GateFrame, arm: &[u32]) -> Result<bool, &'
     unsafe { cofferdam_gate_call((frame as *mut GateFrame).cast()) };
     // SAFETY: as above; the gate returned on this thread.
     unsafe { (*st).current = frame.prev };
+    Ok(frame.status == 0)
+}
+
+/// [`call`] with callbacks to arm for the call and disarm after it.
+#[inline(never)]
+fn call_arming(st: *mut thread::ThreadState, frame: &mut GateFrame, arm: &[u32]) -> bool {
+    let mut saved = [(0u32, 0usize, 0u64); 6];
+    let n = arm.len().min(saved.len());
+    for (i, &slot) in arm[..n].iter().enumerate() {
+        let (o, c) = crate::callback::arm(slot, st as usize, frame.call_id);
+        saved[i] = (slot, o, c);
+    }
+    // SAFETY: `st` is this thread's checked state (see `call`).
+    unsafe { (*st).current = frame as *mut GateFrame };
+    // SAFETY: as in `call`, whose contract the caller upholds.
+    unsafe { cofferdam_gate_call((frame as *mut GateFrame).cast()) };
+    // SAFETY: as above.
+    unsafe { (*st).current = frame.prev };
     for &(slot, o, c) in saved[..n].iter().rev() {
         crate::callback::restore(slot, o, c);
     }
-    Ok(frame.status == 0)
+    frame.status == 0
 }
 
 /// Reads PKRU (`rdpkru`). Only meaningful where the OS enabled protection keys.

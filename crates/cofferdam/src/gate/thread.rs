@@ -79,6 +79,11 @@ pub(crate) struct ThreadState {
     /// thread had its own).
     pub alt_map: usize,
     pub alt_map_len: usize,
+    /// The thread's whole stack as it was at its first gate call: a stack
+    /// pointer inside it identifies the thread without RDFSBASE (stacks of
+    /// live threads do not overlap).
+    pub id_lo: usize,
+    pub id_hi: usize,
 }
 
 /// Whether stacks are tagged, and why not: written when the runtime starts
@@ -166,8 +171,19 @@ fn check(p: usize) -> bool {
     if off >= c.state_len || off % STATE_SIZE != 0 {
         return false;
     }
+    let st = p as *const ThreadState;
+    // The cheap proof of ownership first: this stack pointer lies in the
+    // entry's stack. (An entry is written only by its owner and, on the mpk
+    // backend, not at all by foreign code; another thread's entry names
+    // another stack.)
+    let sp = &off as *const usize as usize;
     // SAFETY: p is an entry of the mapped table (checked above).
-    let owner = unsafe { (*(p as *const ThreadState)).fs_base.load(Ordering::Relaxed) };
+    let (lo, hi) = unsafe { ((*st).id_lo, (*st).id_hi) };
+    if lo < sp && sp < hi {
+        return true;
+    }
+    // SAFETY: as above.
+    let owner = unsafe { (*st).fs_base.load(Ordering::Relaxed) };
     owner != 0 && owner == asm::fs_base(c.fsgsbase != 0)
 }
 
@@ -274,6 +290,23 @@ fn enter() -> Result<*mut ThreadState, &'static str> {
         (*st).alt_map_len = 0;
         (*st).stack_lo.store(0, Ordering::Relaxed);
         (*st).stack_hi.store(0, Ordering::Relaxed);
+        (*st).id_lo = 0;
+        (*st).id_hi = 0;
+    }
+    // The thread's stack, for the cheap ownership check (if it cannot be
+    // determined, every check reads the FS base).
+    let here = &fs as *const u64 as usize;
+    let whole = if sys::gettid() == sys::getpid() {
+        sys::mapping_containing(here)
+    } else {
+        sys::pthread_stack()
+    };
+    if let Some((lo, hi)) = whole.filter(|&(lo, hi)| lo < here && here < hi) {
+        // SAFETY: our entry.
+        unsafe {
+            (*st).id_lo = lo;
+            (*st).id_hi = hi;
+        }
     }
     asm::set_tls_state(st as usize);
     // SAFETY: our entry.
@@ -443,6 +476,8 @@ fn leave() {
     // SAFETY: the foreign stack is unused: no gate call is open.
     unsafe { sys::unmap(st.foreign_map as *mut u8, st.foreign_map_len) };
     st.foreign_map = 0;
+    st.id_lo = 0;
+    st.id_hi = 0;
     asm::set_tls_state(0);
     st.fs_base.store(0, Ordering::Release);
 }
@@ -450,12 +485,13 @@ fn leave() {
 /// Whether `[addr, addr + len)` touches memory foreign code must not be
 /// pointed at: the protected heap, a tagged Rust stack of any thread, the
 /// state table or the callback slots.
+#[inline]
 pub(crate) fn contains_protected(addr: usize, len: usize) -> bool {
     let len = len.max(1);
     let Some(end) = addr.checked_add(len) else {
         return true;
     };
-    if crate::alloc::is_protected_region(addr) || crate::alloc::is_protected_region(end - 1) {
+    if crate::alloc::overlaps_protected(addr, end) {
         return true;
     }
     let c = config::get();
