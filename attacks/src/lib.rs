@@ -709,7 +709,7 @@ extern "C" fn raw_copy_cb(dst: *mut u8, src: *mut u8) -> i32 {
     RAW_RUNS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
     // SAFETY: none: this is the unprotected baseline, trusting C exactly as
     // ordinary FFI code does.
-    unsafe { core::ptr::copy_nonoverlapping(src, dst, 16) };
+    unsafe { core::ptr::copy(src, dst, 16) };
     0
 }
 static RAW_RUNS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
