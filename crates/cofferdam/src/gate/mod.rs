@@ -35,7 +35,6 @@ use core::ptr;
 
 pub(crate) use asm::{cofferdam_cb_stubs, cofferdam_gate_landing, cofferdam_signal_entry};
 
-#[allow(dead_code)] // for reporting a `ud2` of a failed gate check
 /// Whether `ip` lies in the trampolines' code (`cofferdam_gate_call` up to
 /// the end of the callback entry).
 pub(crate) fn is_gate_code(ip: usize) -> bool {
