@@ -735,9 +735,8 @@ fn callback_abuse(mode: Mode) -> Observation {
         fn_addr(ffi::cd_cb_call_stored as *const ()),
         fn_addr(ffi::cd_cb_call_in_thread as *const ()),
     );
-    let runs: u32;
     let mut errors = Vec::new();
-    match mode {
+    let runs: u32 = match mode {
         Mode::Unprotected => {
             let cb = raw_copy_cb as *const ();
             // SAFETY: cd_cb_call(cb, a, b) -> int etc.; the abuse is the test.
@@ -746,7 +745,7 @@ fn callback_abuse(mode: Mode) -> Observation {
                 let _ = c.call::<_, i32>("cd_cb_call_stored", stored, (g, g));
                 let _ = c.call::<_, i32>("cd_cb_call_in_thread", thread, (cb, g, g));
             }
-            runs = RAW_RUNS.load(Ordering::SeqCst);
+            RAW_RUNS.load(Ordering::SeqCst)
         }
         Mode::Protected => {
             let ran = Cell::new(0u32);
@@ -778,9 +777,9 @@ fn callback_abuse(mode: Mode) -> Observation {
                     &[&cb],
                 );
             }
-            runs = ran.get();
+            ran.get()
         }
-    }
+    };
     let intact = *target == [0x11u8; 16];
     let effect = runs > 0 || !intact;
     let evidence = format!(

@@ -4,7 +4,7 @@
 //! C gets the address of a small stub (one per slot, in `gate/asm.rs`), never
 //! a Rust function. When C calls it, the stub's entry takes P's rights back,
 //! checks the thread's state, switches to the Rust stack below the frame of
-//! the gate call in progress, and calls [`cofferdam_callback_dispatch`],
+//! the gate call in progress, and calls `cofferdam_callback_dispatch`,
 //! which runs the Rust function only if
 //!
 //! * the thread is inside the very gate call the [`Callback`] was passed to
@@ -428,8 +428,11 @@ impl<'a, S: CallbackSig> Callback<'a, S> {
 /// shape does not compile and `None` needs no annotation.
 pub struct CallbackRef<'a, Shape> {
     slot: u32,
-    _p: PhantomData<(&'a (), fn() -> Shape)>,
+    _p: RefMarker<'a, Shape>,
 }
+
+/// Borrows for `'a`; covariant in `Shape`.
+type RefMarker<'a, Shape> = PhantomData<(&'a (), fn() -> Shape)>;
 
 impl<Shape> Clone for CallbackRef<'_, Shape> {
     fn clone(&self) -> Self {

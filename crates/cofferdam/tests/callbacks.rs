@@ -100,7 +100,7 @@ fn a_rust_pointer_passed_to_a_callback_is_refused() {
     // local below the thread's first page (shared with its TLS, untagged).
     let mut deep = [0u8; 8192];
     std::hint::black_box(&mut deep);
-    let stack_ptr = deep.as_mut_ptr() as *mut u8;
+    let stack_ptr = deep.as_mut_ptr();
     // SAFETY: as above.
     let r: Result<i32, Error> = unsafe {
         c.call_with_callbacks(

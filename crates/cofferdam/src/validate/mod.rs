@@ -232,6 +232,30 @@ impl<T> FromForeign for Option<ForeignPtr<T>> {
     }
 }
 
+/// A floating-point argument (`f32`, `f64`): travels in an SSE register.
+pub trait FloatArg: Copy {
+    /// The register's low 8 bytes (an `f32` in the low 4).
+    fn float_word(self) -> u64;
+}
+impl FloatArg for f64 {
+    #[inline]
+    fn float_word(self) -> u64 {
+        self.to_bits()
+    }
+}
+impl FloatArg for f32 {
+    #[inline]
+    fn float_word(self) -> u64 {
+        self.to_bits() as u64
+    }
+}
+
+/// What generated wrappers call for a floating-point parameter.
+#[inline]
+pub fn float_word<T: FloatArg>(v: T) -> u64 {
+    v.float_word()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -276,28 +300,4 @@ mod tests {
             Ok(Some(ForeignPtr::from_addr(0x1000)))
         );
     }
-}
-
-/// A floating-point argument (`f32`, `f64`): travels in an SSE register.
-pub trait FloatArg: Copy {
-    /// The register's low 8 bytes (an `f32` in the low 4).
-    fn float_word(self) -> u64;
-}
-impl FloatArg for f64 {
-    #[inline]
-    fn float_word(self) -> u64 {
-        self.to_bits()
-    }
-}
-impl FloatArg for f32 {
-    #[inline]
-    fn float_word(self) -> u64 {
-        self.to_bits() as u64
-    }
-}
-
-/// What generated wrappers call for a floating-point parameter.
-#[inline]
-pub fn float_word<T: FloatArg>(v: T) -> u64 {
-    v.float_word()
 }
