@@ -292,7 +292,11 @@ fn observation(effect: bool, intact: bool, error: Option<&Error>, evidence: Stri
 }
 
 fn compartment() -> Result<Compartment, Observation> {
-    Compartment::new("attacks")
+    compartment_named("attacks")
+}
+
+fn compartment_named(name: &str) -> Result<Compartment, Observation> {
+    Compartment::new(name)
         .map_err(|e| observation(false, true, Some(&e), format!("no compartment: {e}")))
 }
 
@@ -599,9 +603,14 @@ fn stack_canary() -> u64 {
 /// Rust's frames looking for one; C writes through a Rust stack address it
 /// was handed. Runs on the main thread (the attack child's).
 fn stack_smash(_mode: Mode) -> Observation {
-    let c = match compartment() {
-        Ok(c) => c,
-        Err(o) => return o,
+    // One compartment per step: a contained fault poisons its compartment.
+    let (c1, c2, c3) = match (
+        compartment_named("attacks"),
+        compartment_named("attacks-environ"),
+        compartment_named("attacks-leak"),
+    ) {
+        (Ok(a), Ok(b), Ok(c)) => (a, b, c),
+        (Err(o), _, _) | (_, Err(o), _) | (_, _, Err(o)) => return o,
     };
     let canary = stack_canary();
     // The reference copy lives in a static: C may overwrite every copy of
@@ -611,34 +620,35 @@ fn stack_smash(_mode: Mode) -> Observation {
     std::hint::black_box(&mut locals);
     let mut parts = Vec::new();
     let mut errors = Vec::new();
+    let mut record = |step: &str, r: Result<String, Error>| match r {
+        Ok(what) => parts.push(format!("{step}: {what}")),
+        Err(e) => {
+            parts.push(format!("{step}: {e}"));
+            errors.push(e);
+        }
+    };
+    // Judged at once, into a bool: later steps may overwrite any stack copy
+    // of the canary, a copy of `locals` included.
+    let changed =
+        |locals: [u64; 8]| locals != [STACK_CANARY.load(std::sync::atomic::Ordering::SeqCst); 8];
     // 1. Frame overrun: 8 KiB upward from C's own frame.
     // SAFETY: cd_smash_up(uint64_t, size_t) -> int: reads and writes above
     // its frame; that is the attack.
     let r: Result<i32, Error> = unsafe {
-        c.call(
+        c1.call(
             "cd_smash_up",
             fn_addr(ffi::cd_smash_up as *const ()),
             (canary ^ CD_MASK, 8usize << 10),
         )
     };
-    parts.push(match &r {
-        Ok(n) => format!("frame overrun: C overwrote {n} copies of the canary"),
-        Err(e) => format!("frame overrun: {e}"),
-    });
-    if let Err(e) = r {
-        errors.push(e);
-    }
-    // Judged at once, into a bool: later walks may overwrite any stack copy
-    // of the canary, a copy of `locals` included.
-    let reference = STACK_CANARY.load(std::sync::atomic::Ordering::SeqCst);
-    let hit_overrun = std::hint::black_box(locals) != [reference; 8];
-    locals = [reference; 8];
+    record(
+        "frame overrun",
+        r.map(|n| format!("C overwrote {n} copies of the canary")),
+    );
+    let hit_overrun = changed(std::hint::black_box(locals));
+    locals = [STACK_CANARY.load(std::sync::atomic::Ordering::SeqCst); 8];
     std::hint::black_box(&mut locals);
     // 2. From environ down: 32 KiB.
-    let c2 = match Compartment::new("attacks-environ") {
-        Ok(c) => c,
-        Err(e) => return observation(false, true, Some(&e), format!("no compartment: {e}")),
-    };
     // SAFETY: cd_environ_hunt(uint64_t, size_t) -> int: reads and writes
     // below `environ`; that is the attack.
     let r: Result<i32, Error> = unsafe {
@@ -648,22 +658,11 @@ fn stack_smash(_mode: Mode) -> Observation {
             (canary ^ CD_MASK, 32usize << 10),
         )
     };
-    parts.push(match &r {
-        Ok(n) => format!("environ walk: C overwrote {n} copies"),
-        Err(e) => format!("environ walk: {e}"),
-    });
-    if let Err(e) = r {
-        errors.push(e);
-    }
-    let reference = STACK_CANARY.load(std::sync::atomic::Ordering::SeqCst);
-    let hit_environ = std::hint::black_box(locals) != [reference; 8];
+    record("environ walk", r.map(|n| format!("C overwrote {n} copies")));
+    let hit_environ = changed(std::hint::black_box(locals));
     // 3. A leaked address.
     let mut leaked = [0xC5u8; 64];
     std::hint::black_box(&mut leaked);
-    let c3 = match Compartment::new("attacks-leak") {
-        Ok(c) => c,
-        Err(e) => return observation(false, true, Some(&e), format!("no compartment: {e}")),
-    };
     // SAFETY: cd_stack_write takes (ptr, size_t); writing through the Rust
     // stack address is the attack.
     let r = unsafe {
@@ -673,13 +672,10 @@ fn stack_smash(_mode: Mode) -> Observation {
             (leaked.as_mut_ptr(), 64usize),
         )
     };
-    parts.push(match &r {
-        Ok(()) => "leaked address: C's write returned".to_string(),
-        Err(e) => format!("leaked address: {e}"),
-    });
-    if let Err(e) = r {
-        errors.push(e);
-    }
+    record(
+        "leaked address",
+        r.map(|()| "C's write returned".to_string()),
+    );
     let leaked_now = std::hint::black_box(leaked);
     let hit_leak = leaked_now != [0xC5u8; 64];
     let effect = hit_overrun || hit_environ || hit_leak;

@@ -34,11 +34,15 @@
 //! * A [`Callback`] hands a Rust function to C through a reverse gate that
 //!   checks who calls it, when, and with what.
 //!
-//! What is and is not protected, per backend, is in the README. In short: the
-//! `mpk` backend keeps foreign code out of the Rust heap and the Rust stacks
-//! and turns its faults into errors; Rust statics, and rights escalation by
-//! foreign code (WRPKRU in its own code, protection-changing syscalls) are
-//! not covered by this part.
+//! * Foreign code is inspected before it runs (`Compartment::load`, and the
+//!   object of each function at its first call), and a seccomp guard refuses
+//!   the syscalls that would retag or unmap protected memory.
+//!
+//! What is and is not protected, per backend, is in the README (and in
+//! `docs/stacks.md` and `docs/guard.md`). In short: the `mpk` backend keeps
+//! foreign code out of the Rust heap and (below their top page) the Rust
+//! stacks, turns its faults into errors, and stops it from granting itself
+//! rights by the means listed there; Rust statics are not protected.
 
 #![deny(missing_docs)]
 #![deny(unsafe_op_in_unsafe_fn)]

@@ -116,23 +116,7 @@ pub(crate) unsafe fn mprotect(addr: *mut c_void, len: usize, prot: c_int) -> io:
 
 /// `mmap(NULL, len, prot, MAP_PRIVATE|MAP_ANONYMOUS|MAP_NORESERVE, -1, 0)`.
 pub(crate) fn map_anon(len: usize, prot: c_int) -> io::Result<*mut u8> {
-    // SAFETY: an anonymous private mapping at an address of the kernel's
-    // choosing cannot alias any existing memory.
-    let p = unsafe {
-        libc::mmap(
-            core::ptr::null_mut(),
-            len,
-            prot,
-            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
-            -1,
-            0,
-        )
-    };
-    if p == libc::MAP_FAILED {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(p.cast())
-    }
+    crate::sys::map_anon_hint(0, len, prot)
 }
 
 /// `munmap(addr, len)`.
