@@ -146,17 +146,8 @@ unsafe fn recover(sig: i32, info: *mut libc::siginfo_t, ctx: *mut c_void) -> boo
     }
     if cfg.deny_mask != 0 {
         // SAFETY: uc comes from the kernel.
-        let Some((pkru, bv)) = (unsafe { pkru_slot(uc, cfg.pkru_xsave_offset) }) else {
+        let Some(at_fault) = (unsafe { pkru_at_signal(uc) }) else {
             return false;
-        };
-        // SAFETY: both pointers lie inside the signal frame's XSAVE area
-        // (checked against its size by pkru_slot).
-        let at_fault = unsafe {
-            if bv.read_unaligned() & XFEATURE_PKRU != 0 {
-                (pkru as *const u32).read_unaligned()
-            } else {
-                0
-            }
         };
         // Trusted code (the gate after taking rights back, or a handler that
         // interrupted foreign code) runs with P allowed: its faults are not
@@ -255,18 +246,7 @@ unsafe fn trusted_at_fault(uc: *mut libc::ucontext_t, cfg: &gate::config::GateCo
         return true;
     }
     // SAFETY: forwarded contract.
-    let Some((pkru, bv)) = (unsafe { pkru_slot(uc, cfg.pkru_xsave_offset) }) else {
-        return false;
-    };
-    // SAFETY: inside the XSAVE area (pkru_slot checked its size).
-    let at_fault = unsafe {
-        if bv.read_unaligned() & XFEATURE_PKRU != 0 {
-            (pkru as *const u32).read_unaligned()
-        } else {
-            0
-        }
-    };
-    at_fault & cfg.deny_mask == 0
+    unsafe { pkru_at_signal(uc) }.is_some_and(|at_fault| at_fault & cfg.deny_mask == 0)
 }
 
 /// `si_code` for a protection-key violation.
