@@ -374,6 +374,7 @@ impl Compartment {
     #[cold]
     fn fault(&self, function: &'static str, r: &FaultRecord) -> Fault {
         let kind = match (r.signal, r.si_code) {
+            (0, _) => FaultKind::Integrity,
             (libc::SIGSYS, _) => FaultKind::Syscall {
                 nr: r.err as u32,
                 name: crate::guard::syscall_name(
@@ -387,7 +388,7 @@ impl Compartment {
             (_, SEGV_ACCERR) => FaultKind::AccessRights,
             (_, c) => FaultKind::Other(c),
         };
-        let access = if r.signal == libc::SIGBUS || r.signal == libc::SIGSYS {
+        let access = if r.signal == libc::SIGBUS || r.signal == libc::SIGSYS || r.signal == 0 {
             Access::Unknown
         } else if r.err & 0x10 != 0 {
             Access::Execute

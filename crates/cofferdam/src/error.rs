@@ -16,6 +16,12 @@ pub enum FaultKind {
     Bus,
     /// Another SIGSEGV code.
     Other(i32),
+    /// Foreign code jumped into one of Cofferdam's trampolines: onto a
+    /// WRPKRU with a value of its own, into the signal entry with a frame the
+    /// kernel did not deliver, onto the landing pad; or it returned with a
+    /// stack pointer other than the one it was called with. The trampoline's
+    /// check refused it before anything ran with rights.
+    Integrity,
     /// The syscall guard refused a system call that the foreign code made
     /// (one that would change protection keys, touch protected memory or
     /// create executable memory). The call was not executed.
@@ -37,6 +43,7 @@ impl FaultKind {
             FaultKind::Bus => "bus",
             FaultKind::Other(_) => "other",
             FaultKind::Syscall { .. } => "syscall",
+            FaultKind::Integrity => "integrity",
         }
     }
 }
@@ -87,6 +94,13 @@ pub struct Fault {
 
 impl fmt::Display for Fault {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.kind == FaultKind::Integrity {
+            return write!(
+                f,
+                "foreign function `{}` in compartment `{}` jumped into a Cofferdam trampoline (a WRPKRU, the signal entry, the landing pad) or returned with the wrong stack pointer: refused by the trampoline's check",
+                self.function, self.compartment
+            );
+        }
         if let FaultKind::Syscall { nr, name } = self.kind {
             return write!(
                 f,

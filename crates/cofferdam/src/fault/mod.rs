@@ -30,16 +30,26 @@ pub(crate) use signals::{install, table_page};
 
 use crate::gate::{self, FaultRecord};
 
-/// Called by `cofferdam_signal_entry` with P's rights already taken.
+/// Called by `cofferdam_signal_entry` for a signal frame the kernel wrote
+/// (authenticated: see the entry in `gate/asm.rs`), with P's rights taken,
+/// on the thread's alternate stack. `st` is the thread's own state, found
+/// from where the frame lies; null only without MPK (nothing is protected
+/// then and the entry authenticates nothing), when it is looked up here.
 pub(crate) extern "C" fn cofferdam_signal_dispatch(
     sig: i32,
     info: *mut libc::siginfo_t,
     ctx: *mut c_void,
+    st: *mut gate::thread::ThreadState,
 ) {
-    if (sig == libc::SIGSEGV || sig == libc::SIGBUS)
+    let st = if st.is_null() {
+        gate::thread::for_signal_handler()
+    } else {
+        Some(st)
+    };
+    if is_fault_signal(sig)
         // SAFETY: the kernel passes a valid siginfo and ucontext to an
         // SA_SIGINFO handler.
-        && unsafe { recover(sig, info, ctx) }
+        && unsafe { recover(sig, info, ctx, st) }
     {
         return;
     }
@@ -51,8 +61,9 @@ pub(crate) extern "C" fn cofferdam_signal_dispatch(
     // A handler that makes gate calls while this thread was interrupted on
     // its foreign stack must not put its foreign frames over the
     // interrupted ones: lower the thread's foreign stack top for the
-    // handler's duration.
-    let st = gate::thread::for_signal_handler();
+    // handler's duration. (Signals that arrive while such a call runs are
+    // framed on the alternate stack below this handler's frames: see
+    // `gate::call`.)
     let mut saved = None;
     if let Some(st) = st {
         // SAFETY: ctx is the kernel's ucontext; st is this thread's state
@@ -62,7 +73,7 @@ pub(crate) extern "C" fn cofferdam_signal_dispatch(
                 as usize;
             let top = (*st).foreign_top;
             let lo = (*st).foreign_map;
-            if lo < rsp && rsp <= top {
+            if lo != 0 && lo < rsp && rsp <= top {
                 saved = Some(top);
                 (*st).foreign_top = (rsp - 256) & !15;
             }
@@ -109,12 +120,23 @@ unsafe fn pkru_slot(uc: *mut libc::ucontext_t, offset: u32) -> Option<(*mut u8, 
     }
 }
 
+/// The signals a faulting instruction raises.
+pub(crate) fn is_fault_signal(sig: i32) -> bool {
+    sig == libc::SIGSEGV || sig == libc::SIGBUS
+}
+
 /// If the fault belongs to a gate call on this thread, charge it to that call
 /// and arrange the return to the landing pad. Returns whether it did.
 ///
 /// # Safety
-/// `info` and `ctx` are what the kernel passed to an SA_SIGINFO handler.
-unsafe fn recover(sig: i32, info: *mut libc::siginfo_t, ctx: *mut c_void) -> bool {
+/// `info` and `ctx` are what the kernel passed to an SA_SIGINFO handler;
+/// `st` is this thread's state.
+unsafe fn recover(
+    sig: i32,
+    info: *mut libc::siginfo_t,
+    ctx: *mut c_void,
+    st: Option<*mut gate::thread::ThreadState>,
+) -> bool {
     let cfg = gate::config::get();
     let uc = ctx as *mut libc::ucontext_t;
     // A checked copy from foreign memory that faulted: resume at its fixup
@@ -128,7 +150,7 @@ unsafe fn recover(sig: i32, info: *mut libc::siginfo_t, ctx: *mut c_void) -> boo
             return true;
         }
     }
-    let Some(st) = gate::thread::for_signal_handler() else {
+    let Some(st) = st else {
         return false;
     };
     // SAFETY: st is this thread's own state (table entry, tid checked).
@@ -251,3 +273,80 @@ unsafe fn trusted_at_fault(uc: *mut libc::ucontext_t, cfg: &gate::config::GateCo
 
 /// `si_code` for a protection-key violation.
 pub(crate) const SEGV_PKUERR: i32 = 4;
+
+/// Called by `cofferdam_signal_entry`, WITHOUT P's rights, for a signal whose
+/// frame it could not authenticate on a thread that is not inside a gate
+/// call: a thread that foreign code created (it has no state), or foreign
+/// code calling the entry outside any gate. Touches only its arguments
+/// (memory of the caller's), the read-only configuration page and the
+/// kernel; the entry then resumes `ctx` without rt_sigreturn.
+///
+/// * a trapped system call is refused (`EPERM`);
+/// * a hardware fault (`si_code > 0`) ends the thread, not the process: it
+///   ran no trusted code, and there is no gate call to return an error from;
+/// * a fault signal sent with `kill`/`tgkill` (`si_code <= 0`) is not a
+///   fault: it is dropped;
+/// * any other signal is sent on to the main thread, where the program's
+///   own handler runs with its rights as usual.
+pub(crate) extern "C" fn cofferdam_signal_untrusted(
+    sig: i32,
+    info: *mut libc::siginfo_t,
+    ctx: *mut c_void,
+) {
+    const SYS_SECCOMP: i32 = 1;
+    if info.is_null() || ctx.is_null() {
+        return;
+    }
+    // SAFETY: `info` and `ctx` point to memory of this thread's own (the
+    // kernel's frame, or whatever the caller of the entry passed: then a
+    // fault here ends only that caller's thread); no rights are held.
+    unsafe {
+        let code = (*info).si_code;
+        let g = &mut (*(ctx as *mut libc::ucontext_t)).uc_mcontext.gregs;
+        if sig == libc::SIGSYS && code == SYS_SECCOMP {
+            g[libc::REG_RAX as usize] = -(libc::EPERM as i64);
+            return;
+        }
+        if matches!(
+            sig,
+            libc::SIGSEGV | libc::SIGBUS | libc::SIGILL | libc::SIGFPE | libc::SIGTRAP
+        ) {
+            if code > 0 {
+                crate::sys::write_stderr(
+                    b"cofferdam: a thread without a Cofferdam state (started by foreign code) \
+                      faulted; ending that thread\n",
+                );
+                crate::sys::exit_thread();
+            }
+            return;
+        }
+    }
+    let main = gate::config::get().main_tid;
+    if main != 0 && main != crate::sys::gettid() {
+        crate::sys::tgkill(crate::sys::getpid(), main, sig);
+    }
+}
+
+/// Called by `cofferdam_refuse` (`gate/asm.rs`), with rights, on the Rust
+/// stack the gate saved, when a trampoline's check failed during gate call
+/// `frame`: the call ends with [`crate::FaultKind::Integrity`].
+pub(crate) extern "C" fn cofferdam_signal_forged(frame: *mut gate::GateFrame) {
+    let record = FaultRecord {
+        signal: 0,
+        si_code: 0,
+        address: 0,
+        ip: 0,
+        err: 0,
+        pkey: -1,
+    };
+    // SAFETY: the entry found `frame` as this thread's innermost live gate
+    // call through its checked state; only this thread writes it.
+    unsafe { (*frame).fault.write(record) };
+}
+
+/// The syscall guard's token, which the filter demands of `rt_sigreturn`
+/// (so that foreign code cannot return through a frame it built), or null
+/// when the guard is off. Called by the entry with rights.
+pub(crate) extern "C" fn cofferdam_sigreturn_token() -> *const u64 {
+    crate::guard::sigreturn_token()
+}

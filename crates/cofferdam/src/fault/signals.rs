@@ -170,6 +170,10 @@ pub(crate) fn install(rt: &Runtime) {
     if rt.backend == crate::Backend::None {
         return; // unprotected baseline: leave signals exactly as they are
     }
+    // The thread starting the runtime (the main thread, normally) gets its
+    // state and its alternate stack now; threads that trusted code starts
+    // later get theirs as they start (`gate::thread::pthread_create`).
+    let _ = gate::thread::adopt();
     {
         let g = lock();
         for sig in 1..NSIG as c_int {

@@ -35,6 +35,18 @@ use core::ptr;
 
 pub(crate) use asm::{cofferdam_cb_stubs, cofferdam_gate_landing, cofferdam_signal_entry};
 
+/// Resumes the interrupted context `uc` from a signal handler without
+/// rt_sigreturn: signal mask, x87/SSE state (FXRSTOR), general registers,
+/// rflags, rsp, rip. PKRU is left as it is.
+///
+/// # Safety
+/// `uc` is a ucontext the kernel passed to the running handler, and the
+/// handler has nothing left to do.
+pub(crate) unsafe fn user_sigreturn(uc: *mut c_void) -> ! {
+    // SAFETY: forwarded contract.
+    unsafe { asm::cofferdam_user_sigreturn(uc) }
+}
+
 /// Whether `ip` lies in the trampolines' code (`cofferdam_gate_call` up to
 /// the end of the callback entry).
 pub(crate) fn is_gate_code(ip: usize) -> bool {
@@ -271,6 +283,13 @@ pub(crate) unsafe fn call(frame: &mut GateFrame, arm: &[u32]) -> Result<bool, &'
         frame.prev = (*st).current;
         frame.foreign_sp = ((*st).foreign_top - 128) & !15;
     }
+    // A gate call from a signal handler, which runs on the thread's
+    // alternate stack: see `call_from_handler`.
+    let c = config::get();
+    let sp = &c as *const &config::GateConfig as usize;
+    if sp.wrapping_sub(c.alt_base) < c.alt_len {
+        return Ok(call_from_handler(st, frame, arm, sp));
+    }
     if !arm.is_empty() {
         return Ok(call_arming(st, frame, arm));
     }
@@ -282,6 +301,50 @@ pub(crate) unsafe fn call(frame: &mut GateFrame, arm: &[u32]) -> Result<bool, &'
     // SAFETY: as above; the gate returned on this thread.
     unsafe { (*st).current = frame.prev };
     Ok(frame.status == 0)
+}
+
+/// [`call`] made by a signal handler on the thread's alternate stack. The
+/// kernel disarmed that stack when it entered the handler (`SS_AUTODISARM`),
+/// so a signal that arrived while foreign code runs would be framed on the
+/// foreign stack, where the signal entry cannot authenticate it. For the
+/// call's duration the part of the slot below this frame is the alternate
+/// stack again: frames land there, below the handler's own, and a callback
+/// running below this frame is "on" that stack (the kernel then frames at
+/// its stack pointer). Afterwards the stack is disarmed as before; the
+/// handler's rt_sigreturn restores the whole slot.
+#[cold]
+#[inline(never)]
+fn call_from_handler(
+    st: *mut thread::ThreadState,
+    frame: &mut GateFrame,
+    arm: &[u32],
+    sp: usize,
+) -> bool {
+    // The top of the re-armed part must lie below the gate's saved
+    // registers (a few hundred bytes below this frame), and at or below
+    // where a callback of this call puts its frame (448 bytes below those):
+    // 2 KiB below this frame is both.
+    let here = &arm as *const &[u32] as usize;
+    let armed = thread::alt_stack_of(st).filter(|&(lo, _)| here > lo + 16384);
+    if let Some((lo, _)) = armed {
+        crate::sys::set_alt_stack(lo, (here - 2048 - lo) & !15);
+    }
+    let _ = sp;
+    let ok = if arm.is_empty() {
+        // SAFETY: as in `call`, whose contract the caller upholds.
+        unsafe { (*st).current = frame as *mut GateFrame };
+        // SAFETY: as in `call`.
+        unsafe { cofferdam_gate_call((frame as *mut GateFrame).cast()) };
+        // SAFETY: as above.
+        unsafe { (*st).current = frame.prev };
+        frame.status == 0
+    } else {
+        call_arming(st, frame, arm)
+    };
+    if armed.is_some() {
+        crate::sys::disable_alt_stack();
+    }
+    ok
 }
 
 /// [`call`] with callbacks to arm for the call and disarm after it.

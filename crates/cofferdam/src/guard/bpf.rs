@@ -10,7 +10,7 @@
 //! | syscall | verdict |
 //! | --- | --- |
 //! | any, with the guard's token in `args[5]` | allow (the SIGSYS handler's re-issue) |
-//! | `pkey_mprotect`, `pkey_alloc`, `pkey_free`, `process_vm_writev` | trap |
+//! | `rt_sigreturn`, `pkey_mprotect`, `pkey_alloc`, `pkey_free`, `process_vm_writev` | trap (`rt_sigreturn`: only the signal entry returns, and it passes the token; a frame foreign code built never restores a PKRU) |
 //! | `mprotect` | trap if `PROT_EXEC`, or if `[addr, addr+len)` meets a protected range |
 //! | `munmap`, `madvise` | trap if `[addr, addr+len)` meets a protected range |
 //! | `mremap` | trap if the old range, or (with `MREMAP_FIXED`) the new one, meets a protected range |
@@ -59,6 +59,7 @@ fn arg_hi(i: u32) -> u32 {
 
 /// x86_64 syscall numbers the filter looks at.
 pub(crate) mod nr {
+    pub const RT_SIGRETURN: u32 = 15;
     pub const MMAP: u32 = 9;
     pub const MPROTECT: u32 = 10;
     pub const MUNMAP: u32 = 11;
@@ -74,6 +75,8 @@ pub(crate) mod nr {
 
 /// i386 numbers (`int 0x80`).
 mod nr32 {
+    pub const SIGRETURN: u32 = 119;
+    pub const RT_SIGRETURN: u32 = 173;
     pub const OLD_MMAP: u32 = 90;
     pub const MUNMAP: u32 = 91;
     pub const IPC: u32 = 117;
@@ -319,6 +322,7 @@ pub(crate) fn program(ranges: &[(u64, u64)], token: u64) -> Vec<SockFilter> {
     b.jeq_far(nr::MUNMAP, plain);
     b.jeq_far(nr::MMAP, mmap);
     b.jeq_far(nr::MREMAP, mremap);
+    b.jeq_far(nr::RT_SIGRETURN, always);
     b.jeq_far(nr::PKEY_MPROTECT, always);
     b.jeq_far(nr::PKEY_ALLOC, always);
     b.jeq_far(nr::PKEY_FREE, always);
@@ -387,6 +391,8 @@ pub(crate) fn program(ranges: &[(u64, u64)], token: u64) -> Vec<SockFilter> {
     let mremap32 = b.label();
     let mmap32 = b.label();
     for n in [
+        nr32::SIGRETURN,
+        nr32::RT_SIGRETURN,
         nr32::OLD_MMAP,
         nr32::IPC,
         nr32::SHMAT,
@@ -560,6 +566,7 @@ pub(crate) mod tests {
         );
         // Always.
         for n in [
+            nr::RT_SIGRETURN,
             nr::PKEY_MPROTECT,
             nr::PKEY_ALLOC,
             nr::PKEY_FREE,

@@ -171,6 +171,15 @@ pub(crate) fn ensure() -> Result<(), Error> {
     }
 }
 
+/// The token, for `rt_sigreturn` from the signal entry (see
+/// `fault::cofferdam_sigreturn_token`), or null when the filter is off.
+pub(crate) fn sigreturn_token() -> *const u64 {
+    if !ON.load(Ordering::Acquire) {
+        return core::ptr::null();
+    }
+    token_ptr().unwrap_or(core::ptr::null())
+}
+
 /// What the guard and inspection do in this process (part of
 /// [`crate::Info`]).
 #[derive(Clone, Debug, Default)]
@@ -233,6 +242,7 @@ pub(crate) fn syscall_name(nr: u32, i386: bool) -> &'static str {
     }
     use bpf::nr::*;
     match nr {
+        RT_SIGRETURN => "rt_sigreturn",
         MMAP => "mmap",
         MPROTECT => "mprotect",
         MUNMAP => "munmap",

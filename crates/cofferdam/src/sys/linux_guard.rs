@@ -177,6 +177,10 @@ extern "C" fn probe_handler(_: c_int, _: *mut libc::siginfo_t, ctx: *mut c_void)
     // SAFETY: the kernel passes a valid ucontext to an SA_SIGINFO handler;
     // the trapped syscall returns -ENOSYS.
     unsafe { (*uc).uc_mcontext.gregs[libc::REG_RAX as usize] = -(libc::ENOSYS as i64) };
+    // Resume without rt_sigreturn: an inherited filter refuses it without
+    // the parent's token (and would trap this handler's return forever).
+    // SAFETY: `uc` is the kernel's frame for this very signal.
+    unsafe { crate::gate::user_sigreturn(uc.cast()) }
 }
 
 /// Whether this process runs under a seccomp filter that traps `pkey_alloc`
