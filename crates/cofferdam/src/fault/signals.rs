@@ -13,10 +13,11 @@
 //! The table lives on pages of its own tagged with P: foreign code can neither
 //! read nor redirect it.
 //!
-//! Foreign code (a call made while the thread is inside a gate) may install
-//! handlers for other signals; they are passed to the kernel untouched and run
-//! without P's rights. It may not replace the SIGSEGV/SIGBUS handler (EPERM):
-//! that would let it swallow its own faults.
+//! Foreign code (a call made while the thread is inside a gate) may set
+//! `SIG_DFL` or `SIG_IGN` for other signals, and nothing else (`EPERM`): a
+//! handler of its own would get a frame it can write and return through
+//! `rt_sigreturn`, which restores the PKRU the frame names; and replacing
+//! the SIGSEGV/SIGBUS/SIGSYS handler would let it swallow its own faults.
 //!
 //! Not covered: `sigset`, `sysv_signal`, `bsd_signal`, and raw
 //! `rt_sigaction` syscalls bypass the interposition; a shared library loaded
@@ -267,9 +268,15 @@ unsafe fn hook(sig: c_int, act: *const libc::sigaction, old: *mut libc::sigactio
         return unsafe { sys::real_sigaction(sig, act, old) };
     }
     if gate::foreign_running() {
-        // Foreign code: never wrapped (it gets no rights), and never allowed
-        // to take the fault signals.
-        if !act.is_null() && is_reserved_signal(sig) {
+        // Foreign code may set SIG_DFL or SIG_IGN for signals that are not
+        // Cofferdam's, and nothing else: a handler of its own would run on a
+        // frame it can write and return through rt_sigreturn (which would
+        // restore whatever PKRU the frame said; the filter refuses it
+        // without the token anyway). Deny by default.
+        // SAFETY: the caller passes a valid action when non-null.
+        if !act.is_null()
+            && (is_reserved_signal(sig) || is_function(unsafe { (*act).sa_sigaction }))
+        {
             // SAFETY: errno is thread-local.
             unsafe { *libc::__errno_location() = libc::EPERM };
             return -1;
