@@ -117,7 +117,9 @@ pub enum Error {
     /// The foreign function faulted; the compartment is now poisoned.
     Fault(Fault),
     /// An earlier call faulted: the compartment's state can no longer be
-    /// trusted, so it refuses further calls.
+    /// trusted, so it refuses further calls until
+    /// [`crate::Compartment::renew`] renews it
+    /// ([`crate::Compartment::last_fault`] says what happened).
     Poisoned {
         /// The compartment's name.
         compartment: String,
@@ -177,7 +179,7 @@ impl fmt::Display for Error {
         match self {
             Error::Fault(fault) => fault.fmt(f),
             Error::Poisoned { compartment } => {
-                write!(f, "compartment `{compartment}` is poisoned by an earlier fault and refuses calls")
+                write!(f, "compartment `{compartment}` is poisoned by an earlier fault and refuses calls until it is renewed")
             }
             Error::Unavailable { reason } => write!(f, "protection unavailable: {reason}"),
             Error::Invalid { function, detail } => {

@@ -65,7 +65,7 @@ pub use backend::DEFAULT_FOREIGN_STACK_KIB;
 pub use callback::{Callback, CallbackArg, CallbackRef, CallbackRet, CallbackSig};
 pub use cofferdam_macros::{sandbox, ForeignEnum};
 pub use compartment::{
-    ArmedCallback, CallRegs, Compartment, GateArg, GateArgs, GateReturn, Returned,
+    ArmedCallback, CallRegs, Compartment, GateArg, GateArgs, GateReturn, LazyCompartment, Returned,
 };
 pub use error::{Access, Error, Fault, FaultKind};
 pub use fault::is_wrapped as signal_is_wrapped;

@@ -12,13 +12,15 @@ use crate::foreign::{ForeignBox, ForeignPtr, ForeignVec, Pod};
 /// other C aliases of them), `bool`, `char`, and enums that derive
 /// [`crate::ForeignEnum`]. Deliberately *not* implemented for raw pointers
 /// (a pointer parameter must be spelled `*const T`/`*mut T` in the block, so
-/// that the wrapper asks for foreign memory), floats (the gate carries no
-/// vector registers), 128-bit integers and structs (they do not fit one
+/// that the wrapper asks for foreign memory), floats (they travel in SSE
+/// registers: the macro recognises `f32`, `f64`, `c_float` and `c_double`
+/// written as such), 128-bit integers and structs (they do not fit one
 /// register).
 #[diagnostic::on_unimplemented(
     message = "`{Self}` cannot be passed by value to a sandboxed foreign function",
     label = "not an integer, `bool`, `char` or a `ForeignEnum`",
-    note = "the gate carries integer and pointer arguments only (six in registers, up to 16 more on the stack): floats, 128-bit integers and structs passed by value cannot cross it",
+    note = "the gate carries integers and pointers (six in registers) and `f32`/`f64` (eight in registers), up to 16 more on the stack: 128-bit integers and structs passed by value cannot cross it",
+    note = "a float parameter must be written `f32`, `f64`, `c_float` or `c_double` in the `extern` block (not through a type alias) so the wrapper passes it in an SSE register",
     note = "a pointer parameter must be written `*const T` or `*mut T` in the `extern` block (not through a type alias) so the wrapper can require foreign memory for it"
 )]
 pub trait ForeignArg {
