@@ -1,6 +1,6 @@
 //! Procedural macros of [Cofferdam](https://docs.rs/cofferdam): use them
-//! through the `cofferdam` crate, as `#[cofferdam::sandbox]` and
-//! `#[derive(cofferdam::ForeignEnum)]`. The generated code names only
+//! through the `cofferdam` crate, as `#[cofferdam::sandbox]`,
+//! `#[derive(cofferdam::ForeignEnum)]` and `#[derive(cofferdam::Pod)]`. The generated code names only
 //! `::cofferdam::...` paths.
 //!
 //! The macro works in phases, one file each: `attr` reads the attribute's
@@ -16,6 +16,7 @@ mod check;
 mod expand;
 mod foreign_enum;
 mod parse;
+mod pod;
 
 use proc_macro::TokenStream;
 use syn::{parse_macro_input, DeriveInput, ItemForeignMod};
@@ -182,6 +183,52 @@ pub fn sandbox(args: TokenStream, input: TokenStream) -> TokenStream {
 pub fn derive_foreign_enum(input: TokenStream) -> TokenStream {
     let input = parse_macro_input!(input as DeriveInput);
     foreign_enum::derive(input).into()
+}
+
+/// Derives `cofferdam::Pod` for a `#[repr(C)]` (or `#[repr(transparent)]`)
+/// struct, so that it can live in foreign memory (`ForeignBox<T>`,
+/// `ForeignVec<T>`) and be read back: the mirror of a C struct, field for
+/// field.
+///
+/// ```ignore
+/// use cofferdam::{ForeignBox, ForeignPtr};
+///
+/// // struct header { unsigned char *buf; unsigned len; int flags; };
+/// #[derive(Clone, Copy, Debug, Default, cofferdam::Pod)]
+/// #[repr(C)]
+/// pub struct Header {
+///     pub buf: ForeignPtr<u8>,
+///     pub len: u32,
+///     pub flags: i32,
+/// }
+///
+/// let h = ForeignBox::new(Header::default())?;
+/// ```
+///
+/// Refused at compile time, with an error that says why:
+///
+/// * a struct without `#[repr(C)]` or `#[repr(transparent)]` (Rust's own
+///   layout is not C's); enums (a bad discriminant would be an invalid
+///   value: mirror the field as an integer, or use `ForeignEnum` to
+///   validate it), unions and generic structs;
+/// * a field that is not `Pod` (`bool`, `char`, references, raw pointers,
+///   enums, `Option`s; a pointer field is a `cofferdam::ForeignPtr<T>`),
+///   reported at the field;
+/// * padding: the struct's size must be the sum of its fields' sizes
+///   (checked by a constant assertion), because padding bytes are not
+///   values the derive can vouch for. Declare C's padding as fields
+///   (`_pad: [u8; 4]`).
+///
+/// The struct must also be `Copy` (derive `Clone, Copy`).
+///
+/// A `Pod` value read back from foreign memory is whatever foreign code
+/// left there: always a valid value, never a trusted one. In particular a
+/// `ForeignPtr` field is only an address; it is used through the gate or
+/// `ForeignPtr::read` / `Compartment::read_foreign`, which check it.
+#[proc_macro_derive(Pod)]
+pub fn derive_pod(input: TokenStream) -> TokenStream {
+    let input = parse_macro_input!(input as DeriveInput);
+    pod::derive(input).into()
 }
 
 /// Errors collected over all phases, reported together.

@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use crate::backend::{self, Backend};
 use crate::callback::Callback;
 use crate::error::{Access, Error, Fault, FaultKind};
-use crate::foreign::{ForeignPtr, ForeignVec, Pod};
+use crate::foreign::{CChar, ForeignPtr, ForeignVec, Pod};
 #[cfg(doc)]
 use crate::gate::MAX_STACK_ARGS;
 use crate::gate::{self, FaultRecord, GateFrame};
@@ -424,10 +424,7 @@ impl Compartment {
                 detail: format!("{:#x}..{end:#x} lies in the protected Rust heap", p.addr()),
             });
         }
-        let out = ForeignVec::<T>::zeroed(count).map_err(|e| Error::Invalid {
-            function: FUNCTION,
-            detail: e.to_string(),
-        })?;
+        let out = ForeignVec::<T>::zeroed(count)?;
         // SAFETY: memcpy(void *dst, const void *src, size_t n) -> void*:
         // `out` holds `bytes` bytes of foreign memory; the source is whatever
         // foreign code gave us: a bad one faults inside the gate and is
@@ -457,7 +454,16 @@ impl Compartment {
     /// assert_eq!(c.read_foreign_cstr(s.as_foreign_ptr(), 4)?, b"zlib");
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
-    pub fn read_foreign_cstr(&self, p: ForeignPtr<u8>, max: usize) -> Result<Vec<u8>, Error> {
+    ///
+    /// `p` may be a `ForeignPtr<u8>` or a `ForeignPtr<c_char>` (`i8`): what
+    /// a `*const c_char` return of a `#[cofferdam::sandbox]` function
+    /// becomes, so `c.read_foreign_cstr(zlibVersion()?, 64)` works as is.
+    pub fn read_foreign_cstr<C: CChar>(
+        &self,
+        p: ForeignPtr<C>,
+        max: usize,
+    ) -> Result<Vec<u8>, Error> {
+        let p = ForeignPtr::<u8>::from_addr(p.addr());
         if p.is_null() {
             return Err(Error::Invalid {
                 function: "strnlen (Compartment::read_foreign_cstr)",

@@ -63,14 +63,14 @@ pub use alloc::{is_protected_region, ProtectedAlloc};
 pub use backend::Backend;
 pub use backend::DEFAULT_FOREIGN_STACK_KIB;
 pub use callback::{Callback, CallbackArg, CallbackRef, CallbackRet, CallbackSig};
-pub use cofferdam_macros::{sandbox, ForeignEnum};
+pub use cofferdam_macros::{sandbox, ForeignEnum, Pod};
 pub use compartment::{
     ArmedCallback, CallRegs, Compartment, GateArg, GateArgs, GateReturn, LazyCompartment, Returned,
 };
 pub use error::{Access, Error, Fault, FaultKind};
 pub use fault::is_wrapped as signal_is_wrapped;
 pub use foreign::{
-    ForeignAllocError, ForeignBox, ForeignBuf, ForeignPtr, ForeignVec, OutOfBounds, Pod,
+    CChar, ForeignAllocError, ForeignBox, ForeignBuf, ForeignPtr, ForeignVec, OutOfBounds, Pod,
 };
 #[cfg(feature = "bench-floor")]
 #[doc(hidden)]
