@@ -45,6 +45,7 @@ struct Handle(ForeignPtr<c_void>);
 extern "C" {
     fn memcpy(dst: *mut c_void, src: *const c_void, n: usize) -> *mut c_void;
     fn strchr(s: *const c_char, c: c_int) -> *mut c_char;
+    fn strtol(s: *const c_char, end: *mut *mut c_char, base: c_int) -> core::ffi::c_long;
 }
 
 #[test]
@@ -171,4 +172,18 @@ fn question_mark_converts_foreign_memory_errors() {
         source.to_string().contains("could not allocate"),
         "{source}"
     );
+}
+
+#[test]
+fn an_out_parameter_of_pointer_type_is_a_box_of_foreign_ptr() {
+    let s = ForeignBuf::from_str_nul("1234 rest").unwrap();
+    let end = ForeignBox::new(ForeignPtr::<c_char>::null()).unwrap();
+    // SAFETY: `s` is a NUL-terminated foreign string; `end` is a foreign
+    // `char *` slot that strtol fills in.
+    let n = unsafe { strtol(&s, &end, 10) }.unwrap();
+    assert_eq!(n, 1234);
+    let rest = end.get();
+    assert_eq!(rest.addr(), s.as_foreign_ptr().addr() + 4);
+    let c = mirror_compartment().unwrap();
+    assert_eq!(c.read_foreign_cstr(rest, 16).unwrap(), b" rest");
 }

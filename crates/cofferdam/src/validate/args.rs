@@ -63,7 +63,10 @@ impl ForeignArg for char {
 /// `&ForeignVec<u8>` (a [`ForeignBuf`](crate::ForeignBuf)) also pass for an
 /// `i8` (`c_char`) pointee, and the other way round; a [`ForeignPtr`] must
 /// have the exact pointee (so that `ForeignPtr::null()` needs no
-/// annotation); retype one with `ForeignPtr::from_addr(p.addr())`. A
+/// annotation); retype one with `ForeignPtr::from_addr(p.addr())`. For an
+/// out-parameter of pointer type (`T **`), `&ForeignBox<ForeignPtr<T>>`
+/// (and `&ForeignVec<ForeignPtr<T>>`) pass: C writes the pointer into the
+/// box, and Rust reads it back as an untrusted `ForeignPtr<T>`. A
 /// reference to Rust memory (`&mut x`), a raw pointer (`v.as_mut_ptr()`) or
 /// a `Vec` is refused at compile time.
 ///
@@ -118,6 +121,28 @@ macro_rules! bytes_as {
 }
 bytes_as!(u8 => i8);
 bytes_as!(i8 => u8);
+
+// An out-parameter of pointer type (`sqlite3 **ppDb`, `char **endptr`): a
+// foreign slot holding a `ForeignPtr<T>`, which C fills in. What C writes
+// there is read back as a `ForeignPtr<T>`: an untrusted address (see
+// `ForeignPtr`).
+macro_rules! slot_of_ptr {
+    ($($ptr:ty),*) => { $(
+        impl<T: 'static> IntoForeignPtr<$ptr> for &ForeignBox<ForeignPtr<T>> {
+            #[inline]
+            fn into_foreign_ptr(self) -> ForeignPtr<$ptr> {
+                ForeignPtr::from_addr(self.as_foreign_ptr().addr())
+            }
+        }
+        impl<T: 'static> IntoForeignPtr<$ptr> for &ForeignVec<ForeignPtr<T>> {
+            #[inline]
+            fn into_foreign_ptr(self) -> ForeignPtr<$ptr> {
+                ForeignPtr::from_addr(self.as_foreign_ptr().addr())
+            }
+        }
+    )* };
+}
+slot_of_ptr!(*mut T, *const T);
 
 /// A pointer argument for a parameter declared `*const c_void` or
 /// `*mut c_void`: any foreign pointer, whatever it points to.
