@@ -7,7 +7,10 @@
 //!   C's own `malloc`; Rust reads them back by copy, as untrusted data.
 //! * [`Compartment`] calls foreign functions through a verified call gate that
 //!   drops P's rights for the duration of the call; a fault in foreign code
-//!   becomes [`Error::Fault`] and poisons the compartment.
+//!   becomes [`Error::Fault`] and poisons the compartment until
+//!   [`Compartment::renew`] renews it.
+//! * [`ForeignBox`] of a `#[derive(Pod)]` struct mirrors a C struct, its
+//!   pointers as [`ForeignPtr`] fields.
 //!
 //! ```
 //! #[global_allocator]
