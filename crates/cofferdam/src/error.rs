@@ -131,7 +131,9 @@ pub enum Error {
     /// The foreign function faulted; the compartment is now poisoned.
     Fault(Fault),
     /// An earlier call faulted: the compartment's state can no longer be
-    /// trusted, so it refuses further calls.
+    /// trusted, so it refuses further calls until
+    /// [`crate::Compartment::renew`] renews it
+    /// ([`crate::Compartment::last_fault`] says what happened).
     Poisoned {
         /// The compartment's name.
         compartment: String,
@@ -184,6 +186,12 @@ pub enum Error {
         /// Why.
         reason: String,
     },
+    /// Foreign memory could not be allocated ([`crate::ForeignBox::new`],
+    /// [`crate::ForeignVec::zeroed`], ...).
+    Alloc(crate::foreign::ForeignAllocError),
+    /// An index outside a foreign buffer ([`crate::ForeignVec::write`],
+    /// [`crate::ForeignVec::read`], ...).
+    OutOfBounds(crate::foreign::OutOfBounds),
 }
 
 impl fmt::Display for Error {
@@ -191,7 +199,7 @@ impl fmt::Display for Error {
         match self {
             Error::Fault(fault) => fault.fmt(f),
             Error::Poisoned { compartment } => {
-                write!(f, "compartment `{compartment}` is poisoned by an earlier fault and refuses calls")
+                write!(f, "compartment `{compartment}` is poisoned by an earlier fault and refuses calls until it is renewed")
             }
             Error::Unavailable { reason } => write!(f, "protection unavailable: {reason}"),
             Error::Invalid { function, detail } => {
@@ -209,6 +217,8 @@ impl fmt::Display for Error {
                 )
             }
             Error::Load { path, reason } => write!(f, "cannot load {path}: {reason}"),
+            Error::Alloc(e) => e.fmt(f),
+            Error::OutOfBounds(e) => e.fmt(f),
             Error::HeapNotProtected => f.write_str(
                 "the Rust heap is not protected: add `#[global_allocator] static A: cofferdam::ProtectedAlloc = cofferdam::ProtectedAlloc;`",
             ),
@@ -216,4 +226,28 @@ impl fmt::Display for Error {
     }
 }
 
-impl std::error::Error for Error {}
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::Alloc(e) => Some(e),
+            Error::OutOfBounds(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+/// A foreign allocation that failed, as [`Error::Alloc`]: so that `?` works
+/// on `ForeignBox::new` and friends in a function returning
+/// `Result<_, cofferdam::Error>`.
+impl From<crate::foreign::ForeignAllocError> for Error {
+    fn from(e: crate::foreign::ForeignAllocError) -> Self {
+        Error::Alloc(e)
+    }
+}
+
+/// An index outside a foreign buffer, as [`Error::OutOfBounds`].
+impl From<crate::foreign::OutOfBounds> for Error {
+    fn from(e: crate::foreign::OutOfBounds) -> Self {
+        Error::OutOfBounds(e)
+    }
+}

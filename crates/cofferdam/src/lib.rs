@@ -7,7 +7,10 @@
 //!   C's own `malloc`; Rust reads them back by copy, as untrusted data.
 //! * [`Compartment`] calls foreign functions through a verified call gate that
 //!   drops P's rights for the duration of the call; a fault in foreign code
-//!   becomes [`Error::Fault`] and poisons the compartment.
+//!   becomes [`Error::Fault`] and poisons the compartment until
+//!   [`Compartment::renew`] renews it.
+//! * [`ForeignBox`] of a `#[derive(Pod)]` struct mirrors a C struct, its
+//!   pointers as [`ForeignPtr`] fields.
 //!
 //! ```
 //! #[global_allocator]
@@ -63,14 +66,14 @@ pub use alloc::{is_protected_region, ProtectedAlloc};
 pub use backend::Backend;
 pub use backend::DEFAULT_FOREIGN_STACK_KIB;
 pub use callback::{Callback, CallbackArg, CallbackRef, CallbackRet, CallbackSig};
-pub use cofferdam_macros::{sandbox, ForeignEnum};
+pub use cofferdam_macros::{sandbox, ForeignEnum, Pod};
 pub use compartment::{
-    ArmedCallback, CallRegs, Compartment, GateArg, GateArgs, GateReturn, Returned,
+    ArmedCallback, CallRegs, Compartment, GateArg, GateArgs, GateReturn, LazyCompartment, Returned,
 };
 pub use error::{Access, Error, Fault, FaultKind};
 pub use fault::is_wrapped as signal_is_wrapped;
 pub use foreign::{
-    ForeignAllocError, ForeignBox, ForeignBuf, ForeignPtr, ForeignVec, OutOfBounds, Pod,
+    CChar, ForeignAllocError, ForeignBox, ForeignBuf, ForeignPtr, ForeignVec, OutOfBounds, Pod,
 };
 #[cfg(feature = "bench-floor")]
 #[doc(hidden)]
