@@ -55,6 +55,22 @@ pub(crate) fn is_gate_code(ip: usize) -> bool {
     lo <= ip && ip < hi
 }
 
+/// Whether `ip` lies in the benchmark floor's unchecked WRPKRU pair (only
+/// with the `bench-floor` feature; never otherwise).
+pub(crate) fn is_bench_floor(ip: usize) -> bool {
+    #[cfg(feature = "bench-floor")]
+    {
+        let lo = asm::cofferdam_wrpkru_pair_call as *const () as usize;
+        // The function is 60-odd bytes (asm.rs); its two WRPKRUs lie inside.
+        lo <= ip && ip < lo + 128
+    }
+    #[cfg(not(feature = "bench-floor"))]
+    {
+        let _ = ip;
+        false
+    }
+}
+
 /// Whether `ip` is one of `cofferdam_try_copy`'s loads (which may fault).
 pub(crate) fn in_try_copy(ip: usize) -> bool {
     let lo = asm::cofferdam_try_copy as *const () as usize;
