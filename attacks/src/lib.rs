@@ -56,6 +56,13 @@ pub mod ffi {
             j: i64,
         ) -> i64;
         pub fn cd_null_write();
+        pub fn cd_div_zero(x: i32) -> i32;
+        pub fn cd_ud2();
+        pub fn cd_int3();
+        pub fn cd_abort();
+        pub fn cd_assert_positive(x: i32) -> i32;
+        pub fn cd_raise_segv();
+        pub fn cd_bad_sp();
         // c/stacks.c
         pub fn cd_smash_up(canary: u64, max: usize) -> i32;
         pub fn cd_environ_hunt(canary: u64, max: usize) -> i32;

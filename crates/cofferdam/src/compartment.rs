@@ -490,38 +490,74 @@ impl Compartment {
 
     #[cold]
     fn fault(&self, function: &'static str, r: &FaultRecord) -> Fault {
-        let kind = match (r.signal, r.si_code) {
-            (0, _) => FaultKind::Integrity,
-            (libc::SIGSYS, _) => FaultKind::Syscall {
-                nr: r.err as u32,
-                name: crate::guard::syscall_name(
-                    r.err as u32,
-                    r.err & crate::guard::I386_FLAG != 0,
-                ),
-            },
-            (libc::SIGBUS, _) => FaultKind::Bus,
-            (_, crate::fault::SEGV_PKUERR) => FaultKind::ProtectionKey,
-            (_, SEGV_MAPERR) => FaultKind::Unmapped,
-            (_, SEGV_ACCERR) => FaultKind::AccessRights,
-            (_, c) => FaultKind::Other(c),
-        };
-        let access = if r.signal == libc::SIGBUS || r.signal == libc::SIGSYS || r.signal == 0 {
-            Access::Unknown
-        } else if r.err & 0x10 != 0 {
-            Access::Execute
-        } else if r.err & 0x2 != 0 {
-            Access::Write
-        } else {
-            Access::Read
+        let (kind, access, address, ip, pkey) = match *r {
+            FaultRecord::Memory {
+                signal,
+                code,
+                address,
+                ip,
+                err,
+                pkey,
+            } => {
+                let kind = match (signal, code) {
+                    (libc::SIGBUS, _) => FaultKind::Bus,
+                    (_, crate::fault::SEGV_PKUERR) => FaultKind::ProtectionKey,
+                    (_, SEGV_MAPERR) => FaultKind::Unmapped,
+                    (_, SEGV_ACCERR) => FaultKind::AccessRights,
+                    (_, c) => FaultKind::Other(c),
+                };
+                let access = if signal == libc::SIGBUS {
+                    Access::Unknown
+                } else if err & 0x10 != 0 {
+                    Access::Execute
+                } else if err & 0x2 != 0 {
+                    Access::Write
+                } else {
+                    Access::Read
+                };
+                (
+                    kind,
+                    access,
+                    address,
+                    ip,
+                    (pkey >= 0).then_some(pkey as u32),
+                )
+            }
+            FaultRecord::Instruction { signal, code, ip } => {
+                let kind = match signal {
+                    libc::SIGFPE => FaultKind::Arithmetic { code },
+                    libc::SIGILL => FaultKind::IllegalInstruction { code },
+                    _ => FaultKind::Breakpoint,
+                };
+                (kind, Access::Execute, ip, ip, None)
+            }
+            FaultRecord::Sent { signal, ip } => {
+                let kind = if signal == libc::SIGABRT {
+                    FaultKind::Abort
+                } else {
+                    FaultKind::Signal { signal }
+                };
+                (kind, Access::Unknown, 0, ip, None)
+            }
+            FaultRecord::Syscall { nr, i386, arg0, ip } => {
+                let name = crate::guard::syscall_name(nr, i386);
+                let kind = if !i386 && nr == libc::SYS_exit_group as u32 {
+                    FaultKind::Exit
+                } else {
+                    FaultKind::Syscall { nr, name }
+                };
+                (kind, Access::Unknown, arg0 as usize, ip, None)
+            }
+            FaultRecord::Integrity => (FaultKind::Integrity, Access::Unknown, 0, 0, None),
         };
         Fault {
             compartment: self.inner.name.clone(),
             function,
             kind,
             access,
-            address: r.address,
-            ip: r.ip,
-            pkey: (r.pkey >= 0).then_some(r.pkey as u32),
+            address,
+            ip,
+            pkey,
         }
     }
 }

@@ -16,6 +16,31 @@ pub enum FaultKind {
     Bus,
     /// Another SIGSEGV code.
     Other(i32),
+    /// An arithmetic exception (SIGFPE): division by zero, overflow of a
+    /// division. `code` is the kernel's `si_code` (`FPE_INTDIV`, ...).
+    Arithmetic {
+        /// `si_code`.
+        code: i32,
+    },
+    /// An illegal instruction (SIGILL): `ud2`, an instruction the CPU lacks.
+    IllegalInstruction {
+        /// `si_code`.
+        code: i32,
+    },
+    /// A breakpoint or trace trap (SIGTRAP): `int3`.
+    Breakpoint,
+    /// Foreign code called `abort` (a failed `assert`, ...): SIGABRT raised
+    /// on its thread.
+    Abort,
+    /// Foreign code raised a fault signal itself (`raise`, `tgkill`):
+    /// `si_code <= 0`, not a fault of the CPU.
+    Signal {
+        /// The signal number.
+        signal: i32,
+    },
+    /// Foreign code called `exit`, `_exit` or `exit_group` inside the call:
+    /// the program, not the library, decides when to exit.
+    Exit,
     /// Foreign code jumped into one of Cofferdam's trampolines: onto a
     /// WRPKRU with a value of its own, into the signal entry with a frame the
     /// kernel did not deliver, onto the landing pad; or it returned with a
@@ -44,6 +69,12 @@ impl FaultKind {
             FaultKind::Other(_) => "other",
             FaultKind::Syscall { .. } => "syscall",
             FaultKind::Integrity => "integrity",
+            FaultKind::Arithmetic { .. } => "arithmetic",
+            FaultKind::IllegalInstruction { .. } => "illegal-instruction",
+            FaultKind::Breakpoint => "breakpoint",
+            FaultKind::Abort => "abort",
+            FaultKind::Signal { .. } => "signal",
+            FaultKind::Exit => "exit",
         }
     }
 }
@@ -99,6 +130,22 @@ impl fmt::Display for Fault {
                 f,
                 "foreign function `{}` in compartment `{}` jumped into a Cofferdam trampoline (a WRPKRU, the signal entry, the landing pad) or returned with the wrong stack pointer: refused by the trampoline's check",
                 self.function, self.compartment
+            );
+        }
+        let what = match self.kind {
+            FaultKind::Arithmetic { .. } => Some("an arithmetic exception (SIGFPE)"),
+            FaultKind::IllegalInstruction { .. } => Some("an illegal instruction (SIGILL)"),
+            FaultKind::Breakpoint => Some("a breakpoint trap (SIGTRAP)"),
+            FaultKind::Abort => Some("abort() (SIGABRT)"),
+            FaultKind::Signal { .. } => Some("a fault signal it sent itself"),
+            FaultKind::Exit => Some("an exit of the whole program"),
+            _ => None,
+        };
+        if let Some(what) = what {
+            return write!(
+                f,
+                "foreign function `{}` in compartment `{}` ended in {what}, at ip {:#x}",
+                self.function, self.compartment, self.ip
             );
         }
         if let FaultKind::Syscall { nr, name } = self.kind {

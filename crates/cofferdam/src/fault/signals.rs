@@ -99,12 +99,10 @@ fn managed(sig: c_int) -> bool {
         && sig != 33
 }
 
-fn is_fault_signal(sig: c_int) -> bool {
-    sig == libc::SIGSEGV || sig == libc::SIGBUS
-}
+use super::is_fault_signal;
 
-/// Signals Cofferdam keeps for itself: the fault signals and SIGSYS (the
-/// syscall guard's traps). Always behind the entry; foreign code may not
+/// Signals Cofferdam keeps for itself: the fault signals (with SIGABRT) and
+/// SIGSYS (the syscall guard's traps). Always behind the entry; foreign code may not
 /// install handlers for them.
 fn is_reserved_signal(sig: c_int) -> bool {
     is_fault_signal(sig) || sig == libc::SIGSYS
@@ -232,15 +230,22 @@ pub(crate) unsafe fn forward(sig: c_int, info: *mut libc::siginfo_t, ctx: *mut c
         return;
     }
     if h == libc::SIG_DFL {
-        // Put the default back and let it happen: for a fault, returning
-        // re-runs the faulting instruction; for another signal, re-raise it
-        // (blocked until this handler returns, unless SA_NODEFER).
+        // Put the default back and let it happen: for a fault the CPU
+        // raised, returning re-runs the faulting instruction; for a signal
+        // that was sent, re-raise it (blocked until this handler returns,
+        // unless SA_NODEFER). Only trusted code's signals get here (the
+        // classification in `fault` took foreign code's, and threads that
+        // foreign code started never reach this with rights), so foreign
+        // code cannot use this to take Cofferdam's entry out of the kernel:
+        // the process ends right after, as the program asked.
         // SAFETY: a zeroed sigaction is SIG_DFL.
         let dfl: libc::sigaction = unsafe { core::mem::zeroed() };
         // SAFETY: installs the default action.
         unsafe { sys::real_sigaction(sig, &dfl, core::ptr::null_mut()) };
         table().wrapped[i].store(false, Ordering::Release);
-        if !is_fault_signal(sig) {
+        // SAFETY: info is the kernel's siginfo for this signal.
+        let sent = info.is_null() || unsafe { (*info).si_code } <= 0;
+        if !is_fault_signal(sig) || sent {
             // SAFETY: raise has no memory preconditions.
             unsafe { libc::raise(sig) };
         }

@@ -118,19 +118,38 @@ pub fn wrpkru_pair_call(f: extern "C" fn(i32) -> i32, x: i32) -> Option<i32> {
     Some(unsafe { asm::cofferdam_wrpkru_pair_call(f, x, top) })
 }
 
-/// Details of a fault, written by the fault handler into the frame of the
-/// call that faulted.
-#[repr(C)]
+/// What ended a gate call, written into its frame by the fault path
+/// (`crate::fault`) and read by the compartment when `status` says the call
+/// faulted. Each variant means one thing.
 #[derive(Clone, Copy, Debug)]
-pub(crate) struct FaultRecord {
-    pub signal: i32,
-    pub si_code: i32,
-    pub address: usize,
-    pub ip: usize,
-    /// The page-fault error code (bit 1: write, bit 4: instruction fetch).
-    pub err: u64,
-    /// The protection key the kernel reported (`si_pkey`), or -1.
-    pub pkey: i32,
+pub(crate) enum FaultRecord {
+    /// The CPU raised SIGSEGV or SIGBUS for a memory access.
+    Memory {
+        signal: i32,
+        /// `si_code` (`SEGV_MAPERR`, `SEGV_ACCERR`, `SEGV_PKUERR`, ...).
+        code: i32,
+        address: usize,
+        ip: usize,
+        /// The page-fault error code (bit 1: write, bit 4: instruction fetch).
+        err: u64,
+        /// The protection key the kernel reported (`si_pkey`), or -1.
+        pkey: i32,
+    },
+    /// The CPU raised SIGFPE, SIGILL or SIGTRAP for an instruction.
+    Instruction { signal: i32, code: i32, ip: usize },
+    /// Foreign code sent this fault signal or SIGABRT to itself (`raise`,
+    /// `abort`, `tgkill`): `si_code <= 0`.
+    Sent { signal: i32, ip: usize },
+    /// The syscall guard refused a system call.
+    Syscall {
+        nr: u32,
+        i386: bool,
+        /// Its first argument.
+        arg0: u64,
+        ip: usize,
+    },
+    /// A trampoline's check failed: foreign code jumped into one.
+    Integrity,
 }
 
 /// Arguments beyond the six in registers that the gate copies onto the

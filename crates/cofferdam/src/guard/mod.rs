@@ -27,7 +27,6 @@
 pub(crate) mod bpf;
 pub(crate) mod inspect;
 
-use core::ffi::c_void;
 use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Mutex;
 
@@ -258,52 +257,28 @@ pub(crate) fn syscall_name(nr: u32, i386: bool) -> &'static str {
     }
 }
 
-/// Marks an i386 syscall number in a fault record's `err`.
-pub(crate) const I386_FLAG: u64 = 1 << 32;
-
 /// The SIGSYS handler (called by the fault module's dispatcher with P's
-/// rights). Returns whether the signal was the guard's.
+/// rights, for a frame the signal entry authenticated). Returns whether the
+/// signal was the guard's.
 ///
 /// # Safety
-/// `info` and `ctx` are what the kernel passed to an SA_SIGINFO handler.
-pub(crate) unsafe fn on_sigsys(info: *mut libc::siginfo_t, ctx: *mut c_void) -> bool {
+/// `cx` is the running handler's context; `st` is this thread's state.
+pub(crate) unsafe fn on_sigsys(
+    cx: &crate::fault::SignalContext,
+    st: Option<*mut gate::thread::ThreadState>,
+) -> bool {
     const SYS_SECCOMP: i32 = 1;
-    if !ON.load(Ordering::Acquire) {
+    if !ON.load(Ordering::Acquire) || cx.code() != SYS_SECCOMP {
         return false;
     }
-    // SAFETY: the kernel passes a valid siginfo; for SIGSYS, si_call_addr is
-    // at byte 16, si_syscall at 24 and si_arch at 28.
-    let (code, nr, arch) = unsafe {
-        let b = info as *const u8;
-        (
-            (*info).si_code,
-            (b.add(24) as *const i32).read_unaligned() as u32,
-            (b.add(28) as *const u32).read_unaligned(),
-        )
-    };
-    if code != SYS_SECCOMP {
-        return false;
-    }
-    let uc = ctx as *mut libc::ucontext_t;
-    // SAFETY: uc is the kernel's ucontext for this handler.
-    let g = unsafe { &mut (*uc).uc_mcontext.gregs };
-    let args = [
-        g[libc::REG_RDI as usize] as u64,
-        g[libc::REG_RSI as usize] as u64,
-        g[libc::REG_RDX as usize] as u64,
-        g[libc::REG_R10 as usize] as u64,
-        g[libc::REG_R8 as usize] as u64,
-        g[libc::REG_R9 as usize] as u64,
-    ];
-    let deny = gate::config::get().deny_mask;
-    let trusted = if deny != 0 {
-        // SAFETY: uc from the kernel.
-        match unsafe { crate::fault::pkru_at_signal(uc) } {
-            Some(pkru) => pkru & deny == 0,
-            None => false,
-        }
+    let (nr, arch) = cx.syscall();
+    let args = cx.args();
+    // The gate call foreign code is running in, if it made this call.
+    let foreign = crate::fault::foreign_call(cx, st);
+    let trusted = if gate::config::get().deny_mask != 0 {
+        cx.trusted()
     } else {
-        !gate::foreign_running()
+        foreign.is_none()
     };
     let x86_64 = arch == bpf::AUDIT_ARCH_X86_64;
     if trusted && x86_64 {
@@ -329,26 +304,23 @@ pub(crate) unsafe fn on_sigsys(info: *mut libc::siginfo_t, ctx: *mut c_void) -> 
                 }
             }
         };
-        g[libc::REG_RAX as usize] = ret;
+        cx.set_reg(libc::REG_RAX, ret as u64);
         return true;
     }
     REFUSED.fetch_add(1, Ordering::Relaxed);
-    let frame = gate::current_frame();
-    // SAFETY: a non-null CURRENT is this thread's innermost live frame.
-    if !trusted && !frame.is_null() && unsafe { (*frame).saved_rsp } != 0 {
-        let record = FaultRecord {
-            signal: libc::SIGSYS,
-            si_code: code,
-            address: args[0] as usize,
-            ip: g[libc::REG_RIP as usize] as usize,
-            err: nr as u64 | if x86_64 { 0 } else { I386_FLAG },
-            pkey: -1,
-        };
-        // SAFETY: frame is this thread's innermost live gate frame with its
-        // stack pointer saved; uc from the kernel.
-        unsafe { crate::fault::end_gate_call(frame, uc, record) };
-    } else {
-        g[libc::REG_RAX as usize] = -(libc::EPERM as i64);
+    match foreign {
+        Some(frame) if !trusted => {
+            let record = FaultRecord::Syscall {
+                nr,
+                i386: !x86_64,
+                arg0: args[0],
+                ip: cx.ip(),
+            };
+            // SAFETY: `foreign_call` found frame as this thread's innermost
+            // live gate frame with its stack pointer saved.
+            unsafe { crate::fault::end_gate_call(frame, cx, record) };
+        }
+        _ => cx.set_reg(libc::REG_RAX, (-(libc::EPERM as i64)) as u64),
     }
     true
 }
