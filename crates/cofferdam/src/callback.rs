@@ -258,7 +258,7 @@ impl<T> CallbackArg for ForeignPtr<T> {
     /// outside protected memory.
     fn from_word(w: u64) -> Result<Self, String> {
         let addr = w as usize;
-        if addr != 0 && gate::thread::contains_protected(addr, core::mem::size_of::<T>()) {
+        if addr != 0 && gate::thread::is_protected(addr, core::mem::size_of::<T>()) {
             return Err(format!("{addr:#x} points into protected Rust memory"));
         }
         Ok(ForeignPtr::from_addr(addr))

@@ -417,11 +417,10 @@ impl Compartment {
             function: FUNCTION,
             detail: format!("{:#x} + {bytes} bytes wraps around", p.addr()),
         })?;
-        if crate::alloc::is_protected_region(p.addr()) || crate::alloc::is_protected_region(end - 1)
-        {
+        if crate::is_protected(p.addr(), bytes) {
             return Err(Error::Invalid {
                 function: FUNCTION,
-                detail: format!("{:#x}..{end:#x} lies in the protected Rust heap", p.addr()),
+                detail: format!("{:#x}..{end:#x} touches protected memory", p.addr()),
             });
         }
         let out = ForeignVec::<T>::zeroed(count)?;
@@ -470,10 +469,14 @@ impl Compartment {
                 detail: "null string".into(),
             });
         }
-        if crate::alloc::is_protected_region(p.addr()) {
+        if crate::is_protected(p.addr(), max.max(1)) {
             return Err(Error::Invalid {
                 function: "strnlen (Compartment::read_foreign_cstr)",
-                detail: format!("{:#x} lies in the protected Rust heap", p.addr()),
+                detail: format!(
+                    "{:#x}..{:#x} touches protected memory",
+                    p.addr(),
+                    p.addr().wrapping_add(max)
+                ),
             });
         }
         // SAFETY: strnlen(const char *s, size_t maxlen) -> size_t; it reads

@@ -75,6 +75,7 @@ pub use fault::is_wrapped as signal_is_wrapped;
 pub use foreign::{
     CChar, ForeignAllocError, ForeignBox, ForeignBuf, ForeignPtr, ForeignVec, OutOfBounds, Pod,
 };
+pub use gate::thread::is_protected;
 #[cfg(feature = "bench-floor")]
 #[doc(hidden)]
 pub use gate::wrpkru_pair_call;

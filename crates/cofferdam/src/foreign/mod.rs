@@ -157,7 +157,7 @@ impl<T: Pod> ForeignPtr<T> {
         if addr == 0 {
             return Err(invalid("null pointer".into()));
         }
-        if crate::gate::thread::contains_protected(addr, size) {
+        if crate::gate::thread::is_protected(addr, size) {
             return Err(invalid(format!(
                 "{addr:#x} points into protected Rust memory"
             )));

@@ -76,7 +76,7 @@ pub(crate) struct ThreadState {
     pub foreign_map_len: usize,
     pub foreign_base: usize,
     /// The tagged part of the Rust stack (0, 0 if none). Read by other
-    /// threads (`contains_protected`).
+    /// threads (`is_protected`).
     pub stack_lo: AtomicUsize,
     pub stack_hi: AtomicUsize,
     /// 1 once the guard page of this entry's alternate-stack slot is in
@@ -103,7 +103,7 @@ static STACK_PROBLEMS: [&str; 6] = [
     "glibc's static TLS size is unknown (_dl_get_tls_static_info missing)",
 ];
 
-/// One past the highest entry ever claimed: `contains_protected` looks no
+/// One past the highest entry ever claimed: `is_protected` looks no
 /// further.
 static HIGH: AtomicUsize = AtomicUsize::new(0);
 
@@ -689,11 +689,15 @@ pub unsafe extern "C" fn sigaltstack(
     unsafe { sys::real_sigaltstack(ss, old) }
 }
 
-/// Whether `[addr, addr + len)` touches memory foreign code must not be
-/// pointed at: the protected heap, a tagged Rust stack of any thread, the
-/// state table or the callback slots.
+/// The one answer to "is this protected?": whether `[addr, addr + len)`
+/// touches memory foreign code must never be pointed at — the protected
+/// reservation (the Rust heap and Cofferdam's state area), the state table
+/// and the callback slots, the alternate signal stacks, the signal table, a
+/// tagged Rust stack of any thread. A range that wraps around counts as
+/// protected. Used by return validation, `read_foreign`, callbacks'
+/// argument checks and foreign memory's constructors alike.
 #[inline]
-pub(crate) fn contains_protected(addr: usize, len: usize) -> bool {
+pub fn is_protected(addr: usize, len: usize) -> bool {
     let len = len.max(1);
     let Some(end) = addr.checked_add(len) else {
         return true;
@@ -704,6 +708,13 @@ pub(crate) fn contains_protected(addr: usize, len: usize) -> bool {
     let c = config::get();
     let ctl_end = c.state_base + c.state_len + c.nslots * crate::callback::SLOT_SIZE;
     if c.state_len != 0 && addr < ctl_end && end > c.state_base {
+        return true;
+    }
+    if c.alt_len != 0 && addr < c.alt_base + c.alt_len && end > c.alt_base {
+        return true;
+    }
+    let (t, tl) = crate::fault::table_page();
+    if addr < t + tl && end > t {
         return true;
     }
     let base = c.state_base;

@@ -137,12 +137,11 @@ pub unsafe fn call<A: GateArgs, R: FromForeign>(
 }
 
 /// Whether `addr` may be handed to Rust as a foreign pointer: it must not
-/// lie in the protected heap ([`crate::is_protected_region`]).
+/// point into protected memory ([`crate::is_protected`]: the Rust heap, a
+/// tagged Rust stack, Cofferdam's own state).
 pub fn check_foreign_addr(addr: usize) -> Result<(), String> {
-    if crate::alloc::is_protected_region(addr) {
-        Err(format!(
-            "pointer {addr:#x} points into the protected Rust heap"
-        ))
+    if crate::is_protected(addr, 1) {
+        Err(format!("pointer {addr:#x} points into protected memory"))
     } else {
         Ok(())
     }
