@@ -50,6 +50,7 @@ use core::mem::offset_of;
 use super::config::{GateConfig, CONFIG};
 use super::thread::ThreadState;
 use super::GateFrame;
+use crate::callback::{CbFrame, Slot};
 
 /// The kernel's x86_64 signal frame as the handler finds it at its stack
 /// pointer (`struct rt_sigframe`): the restorer's address, then the
@@ -287,15 +288,15 @@ core::arch::global_asm!(
     "    push rdi",                               // the frame, found again by the landing pad
     ".cfi_def_cfa_offset 64",
     // Seven pushes after the return address: rsp ≡ 0 (mod 16).
-    "    stmxcsr dword ptr [rdi + 208]",          // Rust's control words, restored on the way back
-    "    fnstcw word ptr [rdi + 212]",
-    "    mov qword ptr [rdi + 56], rsp",          // frame.saved_rsp
+    "    stmxcsr dword ptr [rdi + {g_mxcsr}]",          // Rust's control words, restored on the way back
+    "    fnstcw word ptr [rdi + {g_fpucw}]",
+    "    mov qword ptr [rdi + {g_saved_rsp}], rsp",          // frame.saved_rsp
     // ── onto the foreign stack ──
-    "    mov rsp, qword ptr [rdi + 104]",         // frame.foreign_sp (16-aligned)
+    "    mov rsp, qword ptr [rdi + {g_foreign_sp}]",         // frame.foreign_sp (16-aligned)
     // Stack arguments 7.. at [rsp], [rsp+8], … (nstack <= 16: the Rust side
     // checked it and left 128 bytes above foreign_sp for them).
-    "    mov rcx, qword ptr [rdi + 88]",          // frame.nstack
-    "    mov rsi, qword ptr [rdi + 96]",          // frame.stack_args
+    "    mov rcx, qword ptr [rdi + {g_nstack}]",          // frame.nstack
+    "    mov rsi, qword ptr [rdi + {g_stack_args}]",          // frame.stack_args
     "    xor eax, eax",
     "20:",
     "    cmp rax, rcx",
@@ -312,11 +313,11 @@ core::arch::global_asm!(
     "    test r12d, r12d",
     "    jz 22f",
     "    rdpkru",                                 // eax = PKRU (trusted), edx = 0
-    "    mov dword ptr [rdi + 64], eax",          // frame.trusted_pkru
+    "    mov dword ptr [rdi + {g_trusted_pkru}], eax",          // frame.trusted_pkru
     "    mov r13d, eax",
     "    or r13d, r12d",                          // r13d = the value that denies P
     "22:",
-    "    mov r14, qword ptr [rdi + 192]",         // how many SSE registers (al, for varargs)
+    "    mov r14, qword ptr [rdi + {g_nsse}]",         // how many SSE registers (al, for varargs)
     "    test r14, r14",
     "    jnz 24f",
     // No SSE arguments: clear the registers (they may hold Rust's data).
@@ -330,22 +331,22 @@ core::arch::global_asm!(
     "    xorps xmm7, xmm7",
     "    jmp 25f",
     "24:",
-    "    movq xmm0, qword ptr [rdi + 112]",       // SSE arguments (unused ones are zero)
-    "    movq xmm1, qword ptr [rdi + 120]",
-    "    movq xmm2, qword ptr [rdi + 128]",
-    "    movq xmm3, qword ptr [rdi + 136]",
-    "    movq xmm4, qword ptr [rdi + 144]",
-    "    movq xmm5, qword ptr [rdi + 152]",
-    "    movq xmm6, qword ptr [rdi + 160]",
-    "    movq xmm7, qword ptr [rdi + 168]",
+    "    movq xmm0, qword ptr [rdi + {g_fargs}]",       // SSE arguments (unused ones are zero)
+    "    movq xmm1, qword ptr [rdi + {g_fargs} + 8]",
+    "    movq xmm2, qword ptr [rdi + {g_fargs} + 16]",
+    "    movq xmm3, qword ptr [rdi + {g_fargs} + 24]",
+    "    movq xmm4, qword ptr [rdi + {g_fargs} + 32]",
+    "    movq xmm5, qword ptr [rdi + {g_fargs} + 40]",
+    "    movq xmm6, qword ptr [rdi + {g_fargs} + 48]",
+    "    movq xmm7, qword ptr [rdi + {g_fargs} + 56]",
     "25:",
-    "    mov rbx, qword ptr [rdi]",               // the foreign function
-    "    mov rsi, qword ptr [rdi + 16]",          // argument 2
-    "    mov r10, qword ptr [rdi + 24]",          // argument 3 (rdx after WRPKRU)
-    "    mov r11, qword ptr [rdi + 32]",          // argument 4 (rcx after WRPKRU)
-    "    mov r8,  qword ptr [rdi + 40]",          // argument 5
-    "    mov r9,  qword ptr [rdi + 48]",          // argument 6
-    "    mov rdi, qword ptr [rdi + 8]",           // argument 1
+    "    mov rbx, qword ptr [rdi + {g_func}]",    // the foreign function
+    "    mov rsi, qword ptr [rdi + {g_args} + 8]",          // argument 2
+    "    mov r10, qword ptr [rdi + {g_args} + 16]",          // argument 3 (rdx after WRPKRU)
+    "    mov r11, qword ptr [rdi + {g_args} + 24]",          // argument 4 (rcx after WRPKRU)
+    "    mov r8,  qword ptr [rdi + {g_args} + 32]",          // argument 5
+    "    mov r9,  qword ptr [rdi + {g_args} + 40]",          // argument 6
+    "    mov rdi, qword ptr [rdi + {g_args}]",           // argument 1
     "    test r12d, r12d",
     "    jz 23f",
     "    mov eax, r13d",
@@ -385,24 +386,24 @@ core::arch::global_asm!(
     "    mov rax, qword ptr [rip + cofferdam_tls_state@GOTTPOFF]",
     "    mov rax, qword ptr fs:[rax]",
     "    mov rcx, rax",
-    "    sub rcx, qword ptr [rip + {cfg} + 16]",  // - state_base
-    "    cmp rcx, qword ptr [rip + {cfg} + 24]",  // < state_len (unsigned: also catches below)
+    "    sub rcx, qword ptr [rip + {cfg} + {c_state_base}]",  // - state_base
+    "    cmp rcx, qword ptr [rip + {cfg} + {c_state_len}]",  // < state_len (unsigned: also catches below)
     "    jae 9f",
-    "    test ecx, 255",                          // on an entry boundary
+    "    test ecx, {state_mask}",                 // on an entry boundary
     "    jnz 9f",
-    "    cmp dword ptr [rip + {cfg} + 12], 0",    // fsgsbase?
+    "    cmp dword ptr [rip + {cfg} + {c_fsgsbase}], 0",    // fsgsbase?
     "    je 31f",
     "    rdfsbase rcx",
-    "    cmp rcx, qword ptr [rax]",               // state.fs_base
+    "    cmp rcx, qword ptr [rax + {t_fs_base}]",  // state.fs_base
     "    jne 9f",
     "31:",
-    "    mov rdi, qword ptr [rax + 8]",           // state.current
+    "    mov rdi, qword ptr [rax + {t_current}]",  // state.current
     "    test rdi, rdi",
     "    jz 9f",
-    "    cmp rsp, qword ptr [rdi + 104]",         // returned with the rsp it was given
+    "    cmp rsp, qword ptr [rdi + {g_foreign_sp}]",         // returned with the rsp it was given
     "    jne 9f",
     // ── back onto the Rust stack ──
-    "    mov rsp, qword ptr [rdi + 56]",
+    "    mov rsp, qword ptr [rdi + {g_saved_rsp}]",
     "    cmp rdi, qword ptr [rsp]",
     "    jne 9f",
     // Rust's MXCSR and x87 control word, if foreign code changed them
@@ -411,22 +412,22 @@ core::arch::global_asm!(
     "    stmxcsr dword ptr [rsp]",
     "    fnstcw word ptr [rsp + 4]",
     "    mov eax, dword ptr [rsp]",
-    "    cmp eax, dword ptr [rdi + 208]",
+    "    cmp eax, dword ptr [rdi + {g_mxcsr}]",
     "    je 32f",
-    "    ldmxcsr dword ptr [rdi + 208]",
+    "    ldmxcsr dword ptr [rdi + {g_mxcsr}]",
     "32:",
     "    mov ax, word ptr [rsp + 4]",
-    "    cmp ax, word ptr [rdi + 212]",
+    "    cmp ax, word ptr [rdi + {g_fpucw}]",
     "    je 33f",
-    "    fldcw word ptr [rdi + 212]",
+    "    fldcw word ptr [rdi + {g_fpucw}]",
     "33:",
     "    add rsp, 8",
     "    pop rdi",
-    "    mov qword ptr [rdi + 72], r8",           // frame.ret[0] = rax
-    "    mov qword ptr [rdi + 80], r9",           // frame.ret[1] = rdx
-    "    movq qword ptr [rdi + 176], xmm0",       // frame.fret[0]
-    "    movq qword ptr [rdi + 184], xmm1",       // frame.fret[1]
-    "    mov dword ptr [rdi + 68], 0",            // frame.status = returned
+    "    mov qword ptr [rdi + {g_ret}], r8",           // frame.ret[0] = rax
+    "    mov qword ptr [rdi + {g_ret} + 8], r9",           // frame.ret[1] = rdx
+    "    movq qword ptr [rdi + {g_fret}], xmm0",       // frame.fret[0]
+    "    movq qword ptr [rdi + {g_fret} + 8], xmm1",       // frame.fret[1]
+    "    mov dword ptr [rdi + {g_status}], 0",            // frame.status = returned
     "    pop r15",
     "    pop r14",
     "    pop r13",
@@ -461,9 +462,9 @@ core::arch::global_asm!(
     "4:",
     "    pop rdi",                                // frame
     "    fninit",                                 // x87 stack as the faulting code left it: reset
-    "    ldmxcsr dword ptr [rdi + 208]",
-    "    fldcw word ptr [rdi + 212]",
-    "    mov dword ptr [rdi + 68], 1",            // frame.status = faulted
+    "    ldmxcsr dword ptr [rdi + {g_mxcsr}]",
+    "    fldcw word ptr [rdi + {g_fpucw}]",
+    "    mov dword ptr [rdi + {g_status}], 1",            // frame.status = faulted
     "    pop r15",
     "    pop r14",
     "    pop r13",
@@ -728,59 +729,59 @@ core::arch::global_asm!(
     "    mov rax, qword ptr [rip + cofferdam_tls_state@GOTTPOFF]",
     "    mov rax, qword ptr fs:[rax]",
     "    mov r10, rax",
-    "    sub r10, qword ptr [rip + {cfg} + 16]",
-    "    cmp r10, qword ptr [rip + {cfg} + 24]",
+    "    sub r10, qword ptr [rip + {cfg} + {c_state_base}]",
+    "    cmp r10, qword ptr [rip + {cfg} + {c_state_len}]",
     "    jae 50f",
-    "    test r10d, 255",
+    "    test r10d, {state_mask}",
     "    jnz 50f",
-    "    cmp dword ptr [rip + {cfg} + 12], 0",
+    "    cmp dword ptr [rip + {cfg} + {c_fsgsbase}], 0",
     "    je 42f",
     "    rdfsbase r10",
-    "    cmp r10, qword ptr [rax]",
+    "    cmp r10, qword ptr [rax + {t_fs_base}]",
     "    jne 50f",
     "42:",
-    "    mov r10, qword ptr [rax + 8]",           // the innermost gate call
+    "    mov r10, qword ptr [rax + {t_current}]", // the innermost gate call
     "    test r10, r10",
     "    jz 50f",
     // A callback frame on the Rust stack, below the suspended gate call
     // (256 bytes of room, then the 192-byte CbFrame, 16-aligned).
-    "    mov r10, qword ptr [r10 + 56]",
-    "    sub r10, 448",
+    "    mov r10, qword ptr [r10 + {g_saved_rsp}]",
+    "    sub r10, {cb_room}",
     "    and r10, -16",
-    "    mov qword ptr [r10], rdi",
-    "    mov qword ptr [r10 + 8], rsi",
-    "    mov qword ptr [r10 + 16], rdx",
-    "    mov qword ptr [r10 + 24], rcx",
-    "    mov qword ptr [r10 + 32], r8",
-    "    mov qword ptr [r10 + 40], r9",
-    "    movq qword ptr [r10 + 48], xmm0",
-    "    movq qword ptr [r10 + 56], xmm1",
-    "    movq qword ptr [r10 + 64], xmm2",
-    "    movq qword ptr [r10 + 72], xmm3",
-    "    movq qword ptr [r10 + 80], xmm4",
-    "    movq qword ptr [r10 + 88], xmm5",
-    "    movq qword ptr [r10 + 96], xmm6",
-    "    movq qword ptr [r10 + 104], xmm7",
-    "    mov qword ptr [r10 + 112], rsp",         // C's stack pointer (its return address)
-    "    mov qword ptr [r10 + 120], rax",         // the state
-    "    mov rcx, qword ptr [rax + 16]",
-    "    mov qword ptr [r10 + 128], rcx",         // state.foreign_top, restored after
+    "    mov qword ptr [r10 + {cb_gpr}], rdi",
+    "    mov qword ptr [r10 + {cb_gpr} + 8], rsi",
+    "    mov qword ptr [r10 + {cb_gpr} + 16], rdx",
+    "    mov qword ptr [r10 + {cb_gpr} + 24], rcx",
+    "    mov qword ptr [r10 + {cb_gpr} + 32], r8",
+    "    mov qword ptr [r10 + {cb_gpr} + 40], r9",
+    "    movq qword ptr [r10 + {cb_sse}], xmm0",
+    "    movq qword ptr [r10 + {cb_sse} + 8], xmm1",
+    "    movq qword ptr [r10 + {cb_sse} + 16], xmm2",
+    "    movq qword ptr [r10 + {cb_sse} + 24], xmm3",
+    "    movq qword ptr [r10 + {cb_sse} + 32], xmm4",
+    "    movq qword ptr [r10 + {cb_sse} + 40], xmm5",
+    "    movq qword ptr [r10 + {cb_sse} + 48], xmm6",
+    "    movq qword ptr [r10 + {cb_sse} + 56], xmm7",
+    "    mov qword ptr [r10 + {cb_foreign_rsp}], rsp",         // C's stack pointer (its return address)
+    "    mov qword ptr [r10 + {cb_state}], rax",         // the state
+    "    mov rcx, qword ptr [rax + {t_foreign_top}]",
+    "    mov qword ptr [r10 + {cb_old_top}], rcx",         // state.foreign_top, restored after
     "    lea rcx, [rsp - 128]",                   // gate calls the callback makes go below
     "    and rcx, -16",                           // C's frames and red zone
-    "    mov qword ptr [rax + 16], rcx",
-    "    mov qword ptr [r10 + 136], r11",         // the slot
-    "    stmxcsr dword ptr [r10 + 144]",          // C's control words
-    "    fnstcw word ptr [r10 + 148]",
-    "    mov rcx, qword ptr [rax + 8]",           // Rust's, as the outer call saved them,
-    "    mov edx, dword ptr [r10 + 144]",         // loaded only where C's differ
-    "    cmp edx, dword ptr [rcx + 208]",
+    "    mov qword ptr [rax + {t_foreign_top}], rcx",
+    "    mov qword ptr [r10 + {cb_slot}], r11",         // the slot
+    "    stmxcsr dword ptr [r10 + {cb_mxcsr}]",          // C's control words
+    "    fnstcw word ptr [r10 + {cb_fpucw}]",
+    "    mov rcx, qword ptr [rax + {t_current}]", // Rust's, as the outer call saved them,
+    "    mov edx, dword ptr [r10 + {cb_mxcsr}]",         // loaded only where C's differ
+    "    cmp edx, dword ptr [rcx + {g_mxcsr}]",
     "    je 43f",
-    "    ldmxcsr dword ptr [rcx + 208]",
+    "    ldmxcsr dword ptr [rcx + {g_mxcsr}]",
     "43:",
-    "    mov dx, word ptr [r10 + 148]",
-    "    cmp dx, word ptr [rcx + 212]",
+    "    mov dx, word ptr [r10 + {cb_fpucw}]",
+    "    cmp dx, word ptr [rcx + {g_fpucw}]",
     "    je 44f",
-    "    fldcw word ptr [rcx + 212]",
+    "    fldcw word ptr [rcx + {g_fpucw}]",
     "44:",
     // ── onto the Rust stack ──
     "    mov rsp, r10",
@@ -789,28 +790,28 @@ core::arch::global_asm!(
     "    mov rsi, r10",
     "    call {cb_dispatch}",
     "    mov r10, rsp",
-    "    mov rax, qword ptr [r10 + 120]",
-    "    mov rcx, qword ptr [r10 + 128]",
-    "    mov qword ptr [rax + 16], rcx",
+    "    mov rax, qword ptr [r10 + {cb_state}]",
+    "    mov rcx, qword ptr [r10 + {cb_old_top}]",
+    "    mov qword ptr [rax + {t_foreign_top}], rcx",
     "    sub rsp, 8",                             // C's control words back, if they differ
     "    stmxcsr dword ptr [rsp]",
     "    fnstcw word ptr [rsp + 4]",
     "    mov edx, dword ptr [rsp]",
-    "    cmp edx, dword ptr [r10 + 144]",
+    "    cmp edx, dword ptr [r10 + {cb_mxcsr}]",
     "    je 45f",
-    "    ldmxcsr dword ptr [r10 + 144]",
+    "    ldmxcsr dword ptr [r10 + {cb_mxcsr}]",
     "45:",
     "    mov dx, word ptr [rsp + 4]",
-    "    cmp dx, word ptr [r10 + 148]",
+    "    cmp dx, word ptr [r10 + {cb_fpucw}]",
     "    je 46f",
-    "    fldcw word ptr [r10 + 148]",
+    "    fldcw word ptr [r10 + {cb_fpucw}]",
     "46:",
     "    add rsp, 8",
-    "    mov r8, qword ptr [r10 + 152]",          // results
-    "    mov r9, qword ptr [r10 + 160]",
-    "    movq xmm0, qword ptr [r10 + 168]",
-    "    movq xmm1, qword ptr [r10 + 176]",
-    "    mov r11, qword ptr [r10 + 112]",         // C's stack pointer
+    "    mov r8, qword ptr [r10 + {cb_ret}]",          // results
+    "    mov r9, qword ptr [r10 + {cb_ret} + 8]",
+    "    movq xmm0, qword ptr [r10 + {cb_ret} + 16]",
+    "    movq xmm1, qword ptr [r10 + {cb_ret} + 24]",
+    "    mov r11, qword ptr [r10 + {cb_foreign_rsp}]",         // C's stack pointer
     "    jmp 60f",
     "50:",
     // Refused without running: the slot's error value, one more refusal.
@@ -819,13 +820,13 @@ core::arch::global_asm!(
     "    pxor xmm0, xmm0",
     "    pxor xmm1, xmm1",
     "    mov eax, r11d",
-    "    cmp rax, qword ptr [rip + {cfg} + 40]",  // slot < nslots
+    "    cmp rax, qword ptr [rip + {cfg} + {c_nslots}]",  // slot < nslots
     "    jae 51f",
-    "    shl rax, 6",
-    "    add rax, qword ptr [rip + {cfg} + 32]",
-    "    lock inc qword ptr [rax + 32]",          // slot.refused
-    "    mov r8, qword ptr [rax + 16]",           // slot.error (rax)
-    "    movq xmm0, qword ptr [rax + 24]",        // slot.error (xmm0)
+    "    shl rax, {slot_shift}",
+    "    add rax, qword ptr [rip + {cfg} + {c_slot_base}]",
+    "    lock inc qword ptr [rax + {s_refused}]", // slot.refused
+    "    mov r8, qword ptr [rax + {s_error}]",    // slot.error (rax)
+    "    movq xmm0, qword ptr [rax + {s_error} + 8]", // slot.error (xmm0)
     "51:",
     "    mov r11, rsp",
     "60:",
@@ -900,8 +901,8 @@ core::arch::global_asm!(
     "    mov rbx, rdi",
     "    sub rsp, 128",
     ".cfi_def_cfa_offset 160",
-    "    mov rcx, qword ptr [rbx + 88]",
-    "    mov rsi, qword ptr [rbx + 96]",
+    "    mov rcx, qword ptr [rbx + {g_nstack}]",
+    "    mov rsi, qword ptr [rbx + {g_stack_args}]",
     "    xor eax, eax",
     "70:",
     "    cmp rax, rcx",
@@ -911,29 +912,29 @@ core::arch::global_asm!(
     "    inc rax",
     "    jmp 70b",
     "71:",
-    "    movq xmm0, qword ptr [rbx + 112]",
-    "    movq xmm1, qword ptr [rbx + 120]",
-    "    movq xmm2, qword ptr [rbx + 128]",
-    "    movq xmm3, qword ptr [rbx + 136]",
-    "    movq xmm4, qword ptr [rbx + 144]",
-    "    movq xmm5, qword ptr [rbx + 152]",
-    "    movq xmm6, qword ptr [rbx + 160]",
-    "    movq xmm7, qword ptr [rbx + 168]",
-    "    mov rdi, qword ptr [rbx + 8]",
-    "    mov rsi, qword ptr [rbx + 16]",
-    "    mov rdx, qword ptr [rbx + 24]",
-    "    mov rcx, qword ptr [rbx + 32]",
-    "    mov r8,  qword ptr [rbx + 40]",
-    "    mov r9,  qword ptr [rbx + 48]",
-    "    mov eax, dword ptr [rbx + 192]",
-    "    call qword ptr [rbx]",
+    "    movq xmm0, qword ptr [rbx + {g_fargs}]",
+    "    movq xmm1, qword ptr [rbx + {g_fargs} + 8]",
+    "    movq xmm2, qword ptr [rbx + {g_fargs} + 16]",
+    "    movq xmm3, qword ptr [rbx + {g_fargs} + 24]",
+    "    movq xmm4, qword ptr [rbx + {g_fargs} + 32]",
+    "    movq xmm5, qword ptr [rbx + {g_fargs} + 40]",
+    "    movq xmm6, qword ptr [rbx + {g_fargs} + 48]",
+    "    movq xmm7, qword ptr [rbx + {g_fargs} + 56]",
+    "    mov rdi, qword ptr [rbx + {g_args}]",
+    "    mov rsi, qword ptr [rbx + {g_args} + 8]",
+    "    mov rdx, qword ptr [rbx + {g_args} + 16]",
+    "    mov rcx, qword ptr [rbx + {g_args} + 24]",
+    "    mov r8,  qword ptr [rbx + {g_args} + 32]",
+    "    mov r9,  qword ptr [rbx + {g_args} + 40]",
+    "    mov eax, dword ptr [rbx + {g_nsse}]",
+    "    call qword ptr [rbx + {g_func}]",
     "    add rsp, 128",
     ".cfi_def_cfa_offset 32",
-    "    mov qword ptr [rbx + 72], rax",
-    "    mov qword ptr [rbx + 80], rdx",
-    "    movq qword ptr [rbx + 176], xmm0",
-    "    movq qword ptr [rbx + 184], xmm1",
-    "    mov dword ptr [rbx + 68], 0",
+    "    mov qword ptr [rbx + {g_ret}], rax",
+    "    mov qword ptr [rbx + {g_ret} + 8], rdx",
+    "    movq qword ptr [rbx + {g_fret}], xmm0",
+    "    movq qword ptr [rbx + {g_fret} + 8], xmm1",
+    "    mov dword ptr [rbx + {g_status}], 0",
     "    pop r12",
     ".cfi_def_cfa_offset 24",
     "    pop rbx",
@@ -965,6 +966,37 @@ core::arch::global_asm!(
     t_tid = const offset_of!(ThreadState, tid),
     g_saved_rsp = const offset_of!(GateFrame, saved_rsp),
     g_cb_active = const offset_of!(GateFrame, cb_active),
+    g_func = const offset_of!(GateFrame, func),
+    g_args = const offset_of!(GateFrame, args),
+    g_status = const offset_of!(GateFrame, status),
+    g_ret = const offset_of!(GateFrame, ret),
+    g_nstack = const offset_of!(GateFrame, nstack),
+    g_stack_args = const offset_of!(GateFrame, stack_args),
+    g_foreign_sp = const offset_of!(GateFrame, foreign_sp),
+    g_fargs = const offset_of!(GateFrame, fargs),
+    g_fret = const offset_of!(GateFrame, fret),
+    g_nsse = const offset_of!(GateFrame, nsse),
+    g_mxcsr = const offset_of!(GateFrame, mxcsr),
+    g_fpucw = const offset_of!(GateFrame, fpucw),
+    t_foreign_top = const offset_of!(ThreadState, foreign_top),
+    c_fsgsbase = const offset_of!(GateConfig, fsgsbase),
+    c_slot_base = const offset_of!(GateConfig, slot_base),
+    c_nslots = const offset_of!(GateConfig, nslots),
+    cb_gpr = const offset_of!(CbFrame, gpr),
+    cb_sse = const offset_of!(CbFrame, sse),
+    cb_foreign_rsp = const offset_of!(CbFrame, foreign_rsp),
+    cb_state = const offset_of!(CbFrame, state),
+    cb_old_top = const offset_of!(CbFrame, old_top),
+    cb_slot = const offset_of!(CbFrame, slot),
+    cb_mxcsr = const offset_of!(CbFrame, c_mxcsr),
+    cb_fpucw = const offset_of!(CbFrame, c_fpucw),
+    cb_ret = const offset_of!(CbFrame, ret),
+    // Room left below the suspended call's saved registers before the
+    // callback frame: 256 bytes, then the frame.
+    cb_room = const 256 + core::mem::size_of::<CbFrame>(),
+    s_error = const offset_of!(Slot, error),
+    s_refused = const offset_of!(Slot, refused),
+    slot_shift = const crate::callback::SLOT_SIZE.trailing_zeros(),
     g_trusted_pkru = const offset_of!(GateFrame, trusted_pkru),
     alt_shift = const super::thread::ALT_SHIFT,
     state_shift = const super::thread::STATE_SIZE.trailing_zeros(),
