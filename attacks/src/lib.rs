@@ -1014,7 +1014,7 @@ fn rights_escalation(mode: Mode) -> Observation {
     }
 
     // (c) Jump onto the gate's WRPKRU with eax = 0, in a forked child (the
-    // gate's check ends the process with SIGILL where it works).
+    // gate's check ends the call with Err(integrity); the child reports).
     let out = ForeignBuf::zeroed(SECRET_LEN).expect("foreign buffer");
     let target = gate_wrpkru();
     match mode {
@@ -1080,6 +1080,8 @@ fn rights_escalation(mode: Mode) -> Observation {
                 && libc::WTERMSIG(status) == libc::SIGILL
             {
                 (false, "the gate's check after its WRPKRU saw eax = 0 and stopped the process (SIGILL, ud2) before the secret was read".to_string())
+            } else if libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 43 {
+                (false, "the gate's check after its WRPKRU saw eax = 0 and refused: the call returned Err (integrity) and the process carried on, the secret unread".to_string())
             } else if libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 42 {
                 (
                     true,

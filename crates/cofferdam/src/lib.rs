@@ -132,6 +132,10 @@ pub struct Info {
     /// Rust thread stacks are tagged with P at each thread's first gate
     /// call; `None` when they are, else why not.
     pub stacks_unprotected: Option<&'static str>,
+    /// Signal frames are authenticated (on mpk: a kernel frame on the
+    /// thread's P-tagged alternate stack) before any handler runs with
+    /// rights; `None` when they are, else why not (docs/signals.md).
+    pub signal_frames_unprotected: Option<&'static str>,
     /// Bytes of foreign stack each thread gets.
     pub foreign_stack: usize,
     /// The protected address interval `(start, length)`: the one
@@ -165,6 +169,7 @@ pub fn info() -> Info {
         heap_direct: alloc::direct_bytes(),
         pkru: read_pkru(),
         stacks_unprotected: gate::thread::stack_problem(),
+        signal_frames_unprotected: gate::thread::frames_problem(),
         foreign_stack: gate::config::get().foreign_stack,
         protected_range: alloc::reservation(),
         guard: guard::info(),
@@ -222,6 +227,13 @@ impl fmt::Display for Info {
                 self.pkey.unwrap_or(0)
             )?,
             Some(why) => writeln!(f, "rust stacks:      NOT protected: {why}")?,
+        }
+        match self.signal_frames_unprotected {
+            None => writeln!(
+                f,
+                "signal frames:    authenticated (on P-tagged alternate stacks) before handlers get rights"
+            )?,
+            Some(why) => writeln!(f, "signal frames:    NOT authenticated: {why}")?,
         }
         writeln!(
             f,

@@ -173,6 +173,10 @@ pub(crate) fn install(rt: &Runtime) {
     // state and its alternate stack now; threads that trusted code starts
     // later get theirs as they start (`gate::thread::pthread_create`).
     let _ = gate::thread::adopt();
+    // A child made by fork has the thread that forked, with its state: the
+    // state must name the child's thread id, which the signal entry checks.
+    // SAFETY: registers a plain function for the child side only.
+    unsafe { libc::pthread_atfork(None, None, Some(gate::thread::after_fork_in_child)) };
     {
         let g = lock();
         for sig in 1..NSIG as c_int {

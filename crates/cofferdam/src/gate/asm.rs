@@ -564,6 +564,20 @@ core::arch::global_asm!(
     // No gate call to end (cofferdam_refuse_held came back): give the rights
     // back and handle the signal without them.
     "    CD_DENY_P 119f",                         // ── rights on P dropped ──
+    // On a slot of the (P-tagged) arena nothing can run without rights: a
+    // thread that is here is not the slot's owner, or replays a frame it
+    // already had. It is ended (SYS_exit: this thread only).
+    "    mov rax, rsp",
+    "    sub rax, qword ptr [rip + {cfg} + {c_alt_base}]",
+    "    cmp rax, qword ptr [rip + {cfg} + {c_alt_len}]",
+    "    jae 131f",
+    "    cmp dword ptr [rip + {cfg} + {c_frames_tagged}], 0",
+    "    je 131f",
+    "    mov eax, {sys_exit}",
+    "    xor edi, edi",
+    "    syscall",
+    "    ud2",
+    "131:",
     "    and rsp, -16",
     "    mov edi, r8d",
     "    mov rsi, r9",
@@ -961,6 +975,8 @@ core::arch::global_asm!(
     c_alt_base = const offset_of!(GateConfig, alt_base),
     c_alt_len = const offset_of!(GateConfig, alt_len),
     c_inherited = const offset_of!(GateConfig, inherited_guard),
+    c_frames_tagged = const offset_of!(GateConfig, frames_tagged),
+    sys_exit = const libc::SYS_exit,
     t_fs_base = const offset_of!(ThreadState, fs_base),
     t_current = const offset_of!(ThreadState, current),
     t_tid = const offset_of!(ThreadState, tid),

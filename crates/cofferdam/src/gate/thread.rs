@@ -190,6 +190,24 @@ pub(crate) fn frames_can_be_tagged(pkey: Option<u32>) -> bool {
         && sys::getenv_bytes(c"COFFERDAM_TAGGED_ALTSTACKS") != Some(b"off")
 }
 
+/// Why signal frames are not authenticated, or `None` where they are.
+pub(crate) fn frames_problem() -> Option<&'static str> {
+    let c = config::get();
+    if c.deny_mask == 0 {
+        Some("not the mpk backend (nothing is protected, so there is nothing to take rights to)")
+    } else if c.frames_tagged == 0 {
+        Some(
+            if sys::getenv_bytes(c"COFFERDAM_TAGGED_ALTSTACKS") == Some(b"off") {
+                "the alternate stacks are untagged (COFFERDAM_TAGGED_ALTSTACKS=off): foreign code in another thread could change a frame while its handler runs"
+            } else {
+                "Linux before 6.12 cannot write signal frames onto tagged alternate stacks: foreign code in another thread could change a frame while its handler runs"
+            },
+        )
+    } else {
+        None
+    }
+}
+
 /// Decides at start-up whether stacks will be tagged.
 pub(crate) fn stacks_enabled(pkey: Option<u32>) -> bool {
     if pkey.is_none() {
@@ -359,6 +377,16 @@ pub(crate) fn adopt() -> Result<*mut ThreadState, &'static str> {
         let _ = EXIT.try_with(|_| ());
     }
     Ok(st)
+}
+
+/// In the child of a `fork` (registered with `pthread_atfork`): the one
+/// thread there is the one that forked, and its state now belongs to a new
+/// thread id.
+pub(crate) extern "C" fn after_fork_in_child() {
+    if let Some(st) = existing() {
+        // SAFETY: this thread's checked entry, which only it writes.
+        unsafe { (*st).tid = sys::gettid() };
+    }
 }
 
 /// The rest of a thread's first gate call: its foreign stack, and the
