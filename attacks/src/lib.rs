@@ -105,6 +105,8 @@ pub mod ffi {
 
     /// The test library with a WRPKRU of its own (built by build.rs).
     pub const WRPKRU_SO: &str = env!("CD_WRPKRU_SO");
+    /// A library that makes raw system calls from its own code.
+    pub const SYSCALL_SO: &str = env!("CD_SYSCALL_SO");
 }
 
 /// How a run is set up.

@@ -14,7 +14,7 @@
 //! | `mprotect` | trap if `PROT_EXEC`, or if `[addr, addr+len)` meets a protected range |
 //! | `munmap`, `madvise` | trap if `[addr, addr+len)` meets a protected range |
 //! | `mremap` | trap if the old range, or (with `MREMAP_FIXED`) the new one, meets a protected range |
-//! | `mmap` | trap if `PROT_EXEC` and `MAP_ANONYMOUS`, or if `MAP_FIXED(_NOREPLACE)` and the range meets a protected range |
+//! | `mmap` | trap if `PROT_EXEC`, or if `MAP_FIXED(_NOREPLACE)` and the range meets a protected range |
 //! | `shmat` | trap if `SHM_EXEC` or `SHM_REMAP` |
 //! | `io_uring_setup` | `ENOSYS` (its requests bypass this filter) |
 //! | x32 ABI (`nr & 0x4000_0000`) | `ENOSYS` |
@@ -359,11 +359,10 @@ pub(crate) fn program(ranges: &[(u64, u64)], token: u64) -> Vec<SockFilter> {
     // offset the kernel ignores).
     b.bind(mmap);
     b.token(token, allow);
-    let not_exec = b.label();
-    b.ld(arg_lo(2));
-    b.j(JSET_K, PROT_EXEC, T::Next, T::L(not_exec));
-    b.jset_far(3, MAP_ANONYMOUS, trap);
-    b.bind(not_exec);
+    // Any executable mapping goes to the handler: trusted code's is re-issued
+    // and its range added to the filter's scope (`scope.rs`); foreign code's
+    // is refused.
+    b.jset_far(2, PROT_EXEC, trap);
     let mfixed = b.label();
     b.jset_far(3, MAP_FIXED | MAP_FIXED_NOREPLACE, mfixed);
     b.ja(allow);
@@ -515,7 +514,8 @@ pub(crate) mod tests {
             v(nr::MADVISE, [R.0 - 0x1000, 0x1000, 4, 0, 0, 0]),
             RET_ALLOW
         );
-        assert_eq!(v(nr::MMAP, [0, 4096, 5, 0x2, 3, 0]), RET_ALLOW); // file-backed r-x
+        assert_eq!(v(nr::MMAP, [0, 4096, 5, 0x2, 3, 0]), RET_TRAP); // file-backed r-x
+        assert_eq!(v(nr::MMAP, [0, 4096, 1, 0x2, 3, 0]), RET_ALLOW); // file-backed r--
         assert_eq!(v(nr::MMAP, [0, 4096, 3, 0x22, u64::MAX, 0]), RET_ALLOW);
         // Protected ranges trap, at every edge.
         assert_eq!(v(nr::MADVISE, [R.0, 0x1000, 4, 0, 0, 0]), RET_TRAP);

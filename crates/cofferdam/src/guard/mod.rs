@@ -26,6 +26,7 @@
 
 pub(crate) mod bpf;
 pub(crate) mod inspect;
+pub(crate) mod scope;
 
 use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Mutex;
@@ -34,6 +35,7 @@ use crate::backend::{self, Backend};
 use crate::error::Error;
 use crate::gate::{self, FaultRecord};
 use crate::sys;
+use core::ffi::c_void;
 
 /// Whether the filter is installed (read by the SIGSYS handler).
 static ON: AtomicBool = AtomicBool::new(false);
@@ -143,7 +145,20 @@ fn install() -> Result<(), &'static str> {
         (cfg as u64, (cfg + 4096) as u64),
         (table as u64, (table + table_len) as u64),
     ];
-    let prog = bpf::program(&ranges, token);
+    let policy = bpf::program(&ranges, token);
+    // Scoped to this process's code (`scope.rs`): programs this process
+    // starts are not held to its policy.
+    let code = scope::executable_ranges().map_err(|_| "cannot read /proc/self/maps")?;
+    let prog = scope::scoped(&policy, &code);
+    // What `cover` needs later, without allocating in the trap handler.
+    let mut scratch = Vec::with_capacity(scope::one_range_len(&policy));
+    scope::scoped_into(&policy, &[(0, 0)], &mut scratch);
+    let layer = Box::leak(Box::new(Layer {
+        policy,
+        scratch: core::cell::UnsafeCell::new(scratch),
+        busy: AtomicBool::new(false),
+    }));
+    LAYER.store(layer, Ordering::Release);
     let r = sys::install_seccomp_filter(&prog);
     if r.is_err() {
         // SAFETY: as above.
@@ -152,6 +167,140 @@ fn install() -> Result<(), &'static str> {
     }
     ON.store(true, Ordering::Release);
     Ok(())
+}
+
+/// The policy, kept to scope new executable mappings to (`cover`).
+struct Layer {
+    policy: Vec<sys::SockFilter>,
+    /// Room for one layer, built without allocating (under `busy`).
+    scratch: core::cell::UnsafeCell<Vec<sys::SockFilter>>,
+    busy: AtomicBool,
+}
+
+// SAFETY: `scratch` is only touched with `busy` held; `policy` is immutable.
+unsafe impl Sync for Layer {}
+
+static LAYER: core::sync::atomic::AtomicPtr<Layer> =
+    core::sync::atomic::AtomicPtr::new(core::ptr::null_mut());
+
+/// Puts `[lo, hi)`, a new executable mapping of trusted code's, under the
+/// filter's policy (one more layer, every thread). Called by the trap
+/// handler, with rights, after re-issuing the call that made the mapping.
+/// Returns whether the layer is in place.
+fn cover(lo: u64, hi: u64, tok: *const u64) -> bool {
+    let layer = LAYER.load(Ordering::Acquire);
+    if layer.is_null() {
+        return false;
+    }
+    // SAFETY: set once by `install`, leaked: lives for the process.
+    let layer = unsafe { &*layer };
+    while layer.busy.swap(true, Ordering::Acquire) {
+        core::hint::spin_loop();
+    }
+    // SAFETY: `busy` is held: nothing else touches `scratch`.
+    let scratch = unsafe { &mut *layer.scratch.get() };
+    scope::scoped_into(&layer.policy, &[(lo, hi)], scratch);
+    // SAFETY: `tok` is the guard's token (the caller holds rights).
+    let r = unsafe { sys::add_seccomp_layer(scratch, tok) };
+    layer.busy.store(false, Ordering::Release);
+    r == 0
+}
+
+/// Re-issues a trusted call that makes an executable mapping (`mmap` or
+/// `mprotect` with `PROT_EXEC`), then covers the new range with the filter's
+/// policy. A file mapping cannot carry the token (its sixth argument is the
+/// offset): it is made without `PROT_EXEC` first, then made executable with
+/// `mprotect`. If the range cannot be covered, the mapping is undone and the
+/// call fails (`ENOMEM`): no code runs outside the policy.
+///
+/// # Safety
+/// As for `syscall_with_token`; the call is trusted code's own.
+unsafe fn reissue_exec(nr: u32, a: [u64; 6], tok: *const u64) -> i64 {
+    let page = sys::page_size() as u64;
+    let (lo, len) = if nr == bpf::nr::MMAP {
+        let anon = a[3] & libc::MAP_ANONYMOUS as u64 != 0;
+        let first = if anon {
+            // SAFETY: forwarded contract; the offset is ignored for
+            // anonymous mappings, so it carries the token.
+            unsafe {
+                gate::syscall::syscall_with_token(nr as i64, [a[0], a[1], a[2], a[3], a[4]], tok)
+            }
+        } else {
+            // SAFETY: the caller's own file mapping, not executable yet.
+            let r = unsafe {
+                libc::syscall(
+                    libc::SYS_mmap,
+                    a[0],
+                    a[1],
+                    a[2] & !(libc::PROT_EXEC as u64),
+                    a[3],
+                    a[4],
+                    a[5],
+                )
+            };
+            if r == -1 {
+                -(std::io::Error::last_os_error()
+                    .raw_os_error()
+                    .unwrap_or(libc::ENOMEM) as i64)
+            } else {
+                r
+            }
+        };
+        // User-space addresses are below 2^47: a negative value is -errno.
+        if first < 0 {
+            return first;
+        }
+        if !anon {
+            // SAFETY: the mapping just made; mprotect takes three arguments,
+            // the token rides in the sixth.
+            let r = unsafe {
+                gate::syscall::syscall_with_token(
+                    libc::SYS_mprotect,
+                    [first as u64, a[1], a[2], 0, 0],
+                    tok,
+                )
+            };
+            if r < 0 {
+                // SAFETY: the mapping just made, which nothing uses yet.
+                unsafe { libc::munmap(first as *mut c_void, a[1] as usize) };
+                return r;
+            }
+        }
+        (first as u64, a[1])
+    } else {
+        // SAFETY: forwarded contract.
+        let r = unsafe {
+            gate::syscall::syscall_with_token(nr as i64, [a[0], a[1], a[2], a[3], a[4]], tok)
+        };
+        if r < 0 {
+            return r;
+        }
+        (a[0], a[1])
+    };
+    let hi = (lo + len + page - 1) & !(page - 1);
+    if cover(lo & !(page - 1), hi, tok) {
+        if nr == bpf::nr::MMAP {
+            lo as i64
+        } else {
+            0
+        }
+    } else {
+        if nr == bpf::nr::MMAP {
+            // SAFETY: the mapping just made; its code never ran.
+            unsafe { libc::munmap(lo as *mut c_void, len as usize) };
+        } else {
+            // SAFETY: takes execute permission back from the caller's own
+            // range (it may not run outside the policy).
+            unsafe {
+                gate::syscall::syscall_with_token(
+                    libc::SYS_mprotect,
+                    [a[0], a[1], a[2] & !(libc::PROT_EXEC as u64), 0, 0],
+                    tok,
+                )
+            };
+        }
+        -(libc::ENOMEM as i64)
+    }
 }
 
 fn decision() -> Decision {
@@ -284,6 +433,14 @@ pub(crate) unsafe fn on_sigsys(
     if trusted && x86_64 {
         let ret = match (nr, token_ptr()) {
             (_, None) => -(libc::EPERM as i64),
+            // An executable mapping: re-issued and covered by the policy.
+            (bpf::nr::MMAP | bpf::nr::MPROTECT, Some(tok))
+                if args[2] & libc::PROT_EXEC as u64 != 0 =>
+            {
+                REISSUED.fetch_add(1, Ordering::Relaxed);
+                // SAFETY: trusted code's own call; `tok` readable (rights).
+                unsafe { reissue_exec(nr, args, tok) }
+            }
             // The token travels as the offset, which anonymous mappings
             // ignore; a file mapping that needs it (MAP_FIXED inside a
             // protected range) is refused.
