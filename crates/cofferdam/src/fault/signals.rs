@@ -233,6 +233,15 @@ pub(crate) unsafe fn forward(sig: c_int, info: *mut libc::siginfo_t, ctx: *mut c
     if h == libc::SIG_IGN {
         return;
     }
+    // SAFETY: info is the kernel's siginfo for this signal (or null).
+    let sent = info.is_null() || unsafe { (*info).si_code } <= 0;
+    if h == libc::SIG_DFL && sent && is_fault_signal(sig) && sig != libc::SIGABRT {
+        // A fault signal someone sent (kill, tgkill) is not a fault: its
+        // default action is not taken, so that no thread, foreign or not,
+        // can take Cofferdam's entry out of the kernel by sending it. (A
+        // sent SIGABRT keeps its meaning: abort() ends the process.)
+        return;
+    }
     if h == libc::SIG_DFL {
         // Put the default back and let it happen: for a fault the CPU
         // raised, returning re-runs the faulting instruction; for a signal
@@ -247,8 +256,6 @@ pub(crate) unsafe fn forward(sig: c_int, info: *mut libc::siginfo_t, ctx: *mut c
         // SAFETY: installs the default action.
         unsafe { sys::real_sigaction(sig, &dfl, core::ptr::null_mut()) };
         table().wrapped[i].store(false, Ordering::Release);
-        // SAFETY: info is the kernel's siginfo for this signal.
-        let sent = info.is_null() || unsafe { (*info).si_code } <= 0;
         if !is_fault_signal(sig) || sent {
             // SAFETY: raise has no memory preconditions.
             unsafe { libc::raise(sig) };

@@ -607,19 +607,20 @@ core::arch::global_asm!(
     // the signal entry called by foreign code. Foreign code got here by
     // jumping into a trampoline (or by returning with a wrong stack pointer).
     //
-    // cofferdam_refuse takes P's rights (checked: a failure here is final,
-    // ud2), then, as cofferdam_refuse_held (rights held, r11 = where to go if
+    // cofferdam_refuse takes P's rights (checked; a failed check starts
+    // over), then, as cofferdam_refuse_held (rights held, r11 = where to go if
     // there is no gate call), looks for this thread's gate call the way the
     // gate's return path does: the TLS slot must name an entry in use whose
     // thread id is the caller's (gettid), with a call in progress and no
     // callback running. If there is one, the call ends through the landing
-    // pad, on the Rust stack the gate saved, with PKRU put back to the value
-    // the call saved, and `Err(Fault)` of kind `integrity`. If there is none,
-    // cofferdam_refuse drops the rights again and stops the thread with ud2.
+    // pad, on the Rust stack the gate saved, as `Err(Fault)` of kind
+    // `integrity`. If there is none, cofferdam_refuse drops the rights again
+    // and stops the thread with ud2 (a SIGILL without rights: on a thread
+    // foreign code started, the signal entry ends that thread).
     ".type cofferdam_refuse,@function",
     ".p2align 4",
     "cofferdam_refuse:",
-    "    CD_ALLOW_P 199f",
+    "    CD_ALLOW_P cofferdam_refuse",            // (a failed check starts over)
     "    lea r11, [rip + 198f]",
     "cofferdam_refuse_held:",
     "    mov rax, qword ptr [rip + cofferdam_tls_state@GOTTPOFF]",
@@ -646,18 +647,20 @@ core::arch::global_asm!(
     "    mov rax, qword ptr [rdi + {g_saved_rsp}]",
     "    test rax, rax",
     "    jz 197f",
+    // Everything from here on comes from the checked state, and there is
+    // no WRPKRU after this point: whoever jumps into the middle of this
+    // routine with rights of their making lands on the Rust stack the gate
+    // saved, never on a stack or frame of their own. (PKRU keeps P allowed
+    // as it is: the landing pad checks that.)
     "    mov rsp, rax",                           // the gate's saved rsp (≡ 0 mod 16), frame on top
-    "    mov eax, dword ptr [rdi + {g_trusted_pkru}]",
-    "    CD_WRPKRU_ALLOWED 199f",                 // the call's own PKRU (it allows P)
     "    mov rdi, qword ptr [rsp]",
     "    call {forged}",                          // records the fault in the frame
     "    jmp cofferdam_gate_landing",
     "197:",
     "    jmp r11",
     "198:",
-    "    CD_DENY_P 199f",
-    "199:",
-    "    ud2",
+    "    CD_DENY_P cofferdam_refuse",             // (a failed check: back to the top)
+    "    ud2",                                    // no gate call to end: stop this thread
     ".size cofferdam_refuse, .-cofferdam_refuse",
     "",
     // ─────────────────────── cofferdam_user_sigreturn ───────────────────────
