@@ -324,19 +324,18 @@ pub(crate) fn forged_signal_frame(mode: Mode) -> Observation {
     summarise(steps, intact)
 }
 
-/// Escape 3: SROP, and handlers of foreign code's own.
+/// Escape 3: SROP, and a handler of foreign code's own.
 ///
 /// (a) C builds a signal frame on its own (ucontext + XSAVE area, PKRU 0
 /// present) with rip at its continuation and chosen registers, and returns
 /// through it with a raw `rt_sigreturn`; the continuation reads the secret.
-/// (b) C installs a SIGUSR1 handler with `sigaction`. (c) C installs one
-/// with a raw `rt_sigaction`, raises SIGUSR1, zeroes PKRU in the frame the
-/// kernel wrote for the handler and returns through `rt_sigreturn`; then
-/// reads the secret.
+/// (b) C installs a SIGUSR1 handler with `sigaction`. (The same handler
+/// installed with a raw `rt_sigaction` is [`foreign_handler`].)
 ///
-/// Before the fix (c) granted every right (the five lines of C).
 /// Unprotected, (a) resumes at the continuation with the registers C chose
-/// and PKRU 0, (b) succeeds, (c) leaves PKRU 0.
+/// and PKRU 0 (measured: PKRU 0x55555550 before, 0 after) and reads the
+/// secret; (b) succeeds. Protected, the filter traps the `rt_sigreturn`
+/// (`Err(Fault)` of kind syscall) and `sigaction` fails with `EPERM`.
 pub(crate) fn srop(_mode: Mode) -> Observation {
     let (expected, secret_box) = secret_box("srop");
     let pku = have_pku();
@@ -414,7 +413,30 @@ pub(crate) fn srop(_mode: Mode) -> Observation {
     // SAFETY: installs the default action for SIGUSR1.
     unsafe { libc::signal(libc::SIGUSR1, libc::SIG_DFL) };
 
-    // (c) A handler installed past sigaction zeroes PKRU in its frame.
+    let intact = *secret_box == expected;
+    summarise(steps, intact)
+}
+
+/// Escape 3 by a handler of foreign code's own: C installs a SIGUSR1
+/// handler with a raw `rt_sigaction` (past the `sigaction` interposer),
+/// raises SIGUSR1, zeroes PKRU in the frame the kernel wrote for the handler
+/// and returns through `rt_sigreturn` (the five lines of C); then it
+/// reads the secret. Afterwards: a null write in another compartment, and a
+/// signal to a handler that trusted code installed.
+///
+/// Protected, the handler's `rt_sigreturn` is trapped and the call ends
+/// without rights. But the handler's delivery auto-disarmed the thread's
+/// alternate stack (`SS_AUTODISARM` disarms it at every delivery, not only
+/// on that stack), and the frame that would have re-armed it is never
+/// returned through: later signals on that thread are framed on its own
+/// stack, the null write ends as an integrity fault, and the next signal to
+/// a trusted handler kills the process (measured: SIGSEGV). Unprotected,
+/// the handler's sigreturn leaves PKRU 0 and C reads the secret.
+pub(crate) fn foreign_handler(mode: Mode) -> Observation {
+    let (expected, secret_box) = secret_box("foreign-handler");
+    let pku = have_pku();
+    let mut steps = Vec::new();
+    // A handler installed past sigaction zeroes PKRU in its frame.
     let out = ForeignBuf::zeroed(SECRET_LEN).expect("foreign buffer");
     let after = ForeignVec::<u32>::zeroed(1).expect("foreign buffer");
     // SAFETY: cd_handler_zeroes_pkru(const uint8_t*, uint8_t*, size_t,
@@ -437,7 +459,7 @@ pub(crate) fn srop(_mode: Mode) -> Observation {
     steps.push(step(
         leaked || granted,
         format!(
-            "(c) raw rt_sigaction handler zeroing PKRU in its frame, then rt_sigreturn: {}{}{}",
+            "raw rt_sigaction handler zeroing PKRU in its frame, then rt_sigreturn: {}{}{}",
             result_text(&r),
             if r.is_ok() && pku != 0 {
                 format!(", PKRU after it {:#x}", after.get(0).unwrap_or(0))
@@ -456,6 +478,24 @@ pub(crate) fn srop(_mode: Mode) -> Observation {
         libc::sigemptyset(&mut set);
         libc::sigaddset(&mut set, libc::SIGUSR1);
         libc::pthread_sigmask(libc::SIG_UNBLOCK, &set, core::ptr::null_mut());
+    }
+    if mode == Mode::Protected {
+        let later = null_write("foreign-handler-victim");
+        steps.push(step(
+            !matches!(&later, Err(Error::Fault(f)) if f.kind != cofferdam::FaultKind::Integrity),
+            format!(
+                "then another compartment's null write: {}",
+                result_text(&later)
+            ),
+        ));
+        let ran = trusted_handler_runs();
+        steps.push(step(
+            !ran,
+            format!(
+                "then a handler trusted code installed for SIGUSR2 {}",
+                if ran { "ran" } else { "did NOT run" }
+            ),
+        ));
     }
     let intact = *secret_box == expected;
     summarise(steps, intact)
@@ -532,12 +572,19 @@ pub(crate) fn handler_disarm(_mode: Mode) -> Observation {
 }
 
 /// Escape 4, by `kill`: a thread that C starts (and leaves running after the
-/// call returns) sends one SIGSEGV with `tgkill` to the main thread while it
-/// runs Rust code outside any gate call; then a null write in another
-/// compartment. A fault signal sent by `kill` is not a fault: it must not
-/// reach the handler behind Cofferdam's (which resets SIGSEGV to the
-/// default). Unprotected, Rust's handler resets SIGSEGV to the default and
-/// the null write kills the process.
+/// call returns) sends SIGSEGV twice with `tgkill` to the main thread while
+/// it runs Rust code outside any gate call; then a null write in another
+/// compartment. A fault signal sent by `kill` is not a fault.
+///
+/// NOT contained (measured on this build): the entry authenticates the
+/// kernel's frame and, with no gate call to charge it to, forwards the
+/// signal to the handler behind it. The first reaches Rust's stack-overflow
+/// handler, which resets SIGSEGV to the default through the interposed
+/// `sigaction` (recorded in the table; the kernel keeps the entry); the
+/// second finds `SIG_DFL` in the table and `forward` installs `SIG_DFL` in
+/// the kernel. The null write then kills the process (SIGSEGV). With one
+/// `tgkill` the handler stays armed. Unprotected, the first signal already
+/// disarms Rust's handler and the null write kills the process.
 pub(crate) fn handler_disarm_kill(_mode: Mode) -> Observation {
     // SAFETY: gettid has no preconditions.
     let tid = unsafe { libc::syscall(libc::SYS_gettid) } as i32;
@@ -546,7 +593,7 @@ pub(crate) fn handler_disarm_kill(_mode: Mode) -> Observation {
         fresh("disarm-kill").call(
             "cd_segv_main_later",
             fn_addr(ffi::cd_segv_main_later as *const ()),
-            (tid, 1i32, 30i32),
+            (tid, 2i32, 30i32),
         )
     };
     // Rust code, outside any gate call, while C's thread sends the signal.
@@ -615,20 +662,11 @@ pub(crate) fn altstack_disable(mode: Mode) -> Observation {
     } else {
         Ok(())
     };
-    // A handler that trusted code installs (behind Cofferdam's entry, with
-    // P's rights), then a signal to this thread.
-    USR2_RAN.store(false, std::sync::atomic::Ordering::SeqCst);
-    // SAFETY: installs an async-signal-safe handler (one atomic store) and
-    // raises the signal on this thread.
-    unsafe {
-        libc::signal(libc::SIGUSR2, usr2_handler as extern "C" fn(i32) as usize);
-        libc::raise(libc::SIGUSR2);
-    }
-    let ran = USR2_RAN.load(std::sync::atomic::Ordering::SeqCst);
+    let ran = trusted_handler_runs();
     summarise(
         vec![
             step(
-                !matches!(later, Err(Error::Fault(_))),
+                mode == Mode::Protected && !matches!(later, Err(Error::Fault(_))),
                 format!(
                     "raw sigaltstack(SS_DISABLE) from foreign code: {}; another compartment's null write: {}",
                     result_text(&r),
@@ -645,6 +683,20 @@ pub(crate) fn altstack_disable(mode: Mode) -> Observation {
         ],
         true,
     )
+}
+
+/// Installs a SIGUSR2 handler as trusted code does (behind Cofferdam's
+/// entry, with P's rights), raises the signal on this thread, and says
+/// whether the handler ran.
+fn trusted_handler_runs() -> bool {
+    USR2_RAN.store(false, std::sync::atomic::Ordering::SeqCst);
+    // SAFETY: installs an async-signal-safe handler (one atomic store) and
+    // raises the signal on this thread.
+    unsafe {
+        libc::signal(libc::SIGUSR2, usr2_handler as extern "C" fn(i32) as usize);
+        libc::raise(libc::SIGUSR2);
+    }
+    USR2_RAN.load(std::sync::atomic::Ordering::SeqCst)
 }
 
 static USR2_RAN: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
@@ -676,9 +728,19 @@ pub(crate) const FORGED_SIGNAL_FRAME: super::Attack = super::Attack {
 pub(crate) const SROP: super::Attack = super::Attack {
     name: "srop",
     class: "rights-escalation",
-    description: "foreign code returns through rt_sigreturn with a frame it built (PKRU 0), installs a signal handler with sigaction, and zeroes PKRU in its own handler's frame, then reads a Rust secret",
+    description: "foreign code returns through rt_sigreturn with a frame it built (PKRU 0) and reads a Rust secret; it installs a signal handler with sigaction",
     claimed_by: super::HEAP,
     run: Some(srop),
+    pending: None,
+};
+
+/// `foreign-handler` (escape 3 by a raw rt_sigaction handler).
+pub(crate) const FOREIGN_HANDLER: super::Attack = super::Attack {
+    name: "foreign-handler",
+    class: "rights-escalation",
+    description: "foreign code installs a handler with a raw rt_sigaction, zeroes PKRU in its kernel frame and returns through rt_sigreturn, then reads a Rust secret; afterwards a null write elsewhere and a trusted handler",
+    claimed_by: super::HEAP,
+    run: Some(foreign_handler),
     pending: None,
 };
 
@@ -696,7 +758,7 @@ pub(crate) const HANDLER_DISARM: super::Attack = super::Attack {
 pub(crate) const HANDLER_DISARM_KILL: super::Attack = super::Attack {
     name: "handler-disarm-kill",
     class: "handler-disarm",
-    description: "a thread foreign code leaves running sends SIGSEGV to the main thread with tgkill while it runs Rust code; another compartment's null write must still be a contained fault",
+    description: "a thread foreign code leaves running sends SIGSEGV twice to the main thread with tgkill while it runs Rust code; another compartment's null write must still be a contained fault",
     claimed_by: super::HEAP,
     run: Some(handler_disarm_kill),
     pending: None,
@@ -726,5 +788,11 @@ pub(crate) const ALTSTACK_DISABLE: super::Attack = super::Attack {
 /// out of [`super::all`] so that the demo's exit status stays meaningful,
 /// and runnable by name (`cofferdam attack-child NAME protected`).
 pub fn not_contained() -> &'static [super::Attack] {
-    &[SIGNAL_ENTRY_WRPKRU, HANDLER_DISARM_RAW, ALTSTACK_DISABLE]
+    &[
+        SIGNAL_ENTRY_WRPKRU,
+        FOREIGN_HANDLER,
+        HANDLER_DISARM_KILL,
+        HANDLER_DISARM_RAW,
+        ALTSTACK_DISABLE,
+    ]
 }

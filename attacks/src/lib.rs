@@ -250,7 +250,6 @@ pub fn all() -> &'static [Attack] {
         integrity::FORGED_SIGNAL_FRAME,
         integrity::SROP,
         integrity::HANDLER_DISARM,
-        integrity::HANDLER_DISARM_KILL,
     ]
 }
 
