@@ -5,12 +5,12 @@
 //! the fault handler from threads of its own. The C side is
 //! `c/integrity.c`.
 //!
-//! Before the fix (issue 9, measured on AMD Zen 3, Linux 6.18) escapes 1–4
-//! each left the gate call returning `Ok`, the process alive and the secret
-//! read (1–3) or the next contained fault killing the process (4). Against
-//! this build, each attack's unprotected run (`COFFERDAM_BACKEND=none`)
-//! shows the mechanism working on an ordinary program, and the protected run
-//! shows what Cofferdam does with it.
+//! Each attack's unprotected run (`COFFERDAM_BACKEND=none`) shows the
+//! mechanism working on an ordinary program, and the protected run shows
+//! what Cofferdam does with it. "Before the fix" figures below were measured
+//! with these attacks against the build before issue 9's protections
+//! (commit beca772, `mpk`, AMD Zen 3, Linux 6.18, `cofferdam attack-child
+//! NAME protected`); "on this build" against the branch they are on.
 
 use cofferdam::{Error, ForeignBuf, ForeignVec};
 
@@ -92,9 +92,17 @@ fn fresh(name: &str) -> cofferdam::Compartment {
 /// to its own continuation and a fake stack that leads there too; there it
 /// copies the secret. One gate call per WRPKRU.
 ///
-/// Before the fix: the entry's second WRPKRU (`wrpkru; jmp r10`) had no
-/// check; C came back with PKRU = 0 and read the secret, the call returned
-/// `Ok`. Unprotected there is no gate: C reads the secret directly.
+/// Before the fix: four WRPKRUs in the window; the entry's second one
+/// (`wrpkru; jmp r10`, entry+77) gave C PKRU 0, the secret read, `Ok(1)`
+/// (the gate's two ended the process with SIGILL, the entry's first with
+/// SIGSEGV). On this build: seven; the gate's two, the entry's two and
+/// `cofferdam_refuse`'s first end the call with `integrity`, but the one in
+/// `cofferdam_refuse_held` (entry+443) passes its check with eax = 0, takes
+/// the frame from C's stack and returns to C through the landing pad: PKRU
+/// 0, the secret read, `Ok(1)`; and the one at `cofferdam_refuse`'s end
+/// (entry+486) fails its check and runs `ud2`: SIGILL kills the process. NOT
+/// contained: see [`not_contained`]. Unprotected there is no gate: C reads
+/// the secret directly.
 pub(crate) fn signal_entry_wrpkru(mode: Mode) -> Observation {
     let (expected, secret_box) = secret_box("signal-entry-wrpkru");
     let pku = have_pku();
@@ -144,6 +152,20 @@ pub(crate) fn signal_entry_wrpkru(mode: Mode) -> Observation {
                 };
                 let out = ForeignBuf::zeroed(SECRET_LEN).expect("foreign buffer");
                 let status = ForeignVec::<u32>::zeroed(2).expect("foreign buffer");
+                // SAFETY: a query-only rt_sigaction into a local.
+                let entry = unsafe { ffi::cd_segv_handler() };
+                // A jump may end the process (a check that stops with ud2):
+                // say on stderr what happened so far and where it goes now;
+                // the harness reports the last line with the death.
+                let so_far: Vec<&str> = steps
+                    .iter()
+                    .map(|(_, t): &(bool, String)| t.as_str())
+                    .collect();
+                eprintln!(
+                    "signal-entry-wrpkru: {} | now jumping onto WRPKRU #{i} (entry{:+})",
+                    so_far.join(" | "),
+                    at as isize - entry as isize
+                );
                 // SAFETY: cd_signal_entry_wrpkru(size_t, const uint8_t*,
                 // uint8_t*, size_t, uint32_t*, int) -> int; the jump is the
                 // attack.
@@ -163,11 +185,6 @@ pub(crate) fn signal_entry_wrpkru(mode: Mode) -> Observation {
                 };
                 let leaked = has_marker(&out.to_vec());
                 let back = status.get(0) == Some(1);
-                let entry = {
-                    // SAFETY: a query-only rt_sigaction, no memory handed over
-                    // but a local.
-                    unsafe { ffi::cd_segv_handler() }
-                };
                 steps.push(step(
                     leaked || r.is_ok(),
                     format!(
@@ -247,10 +264,12 @@ fn forge(kind: i32, call: bool, secret: *const u8, name: &str) -> Forged {
 /// faulted; then the same SIGSYS frame from a thread of its own, outside any
 /// gate call. After each it reads the secret.
 ///
-/// Before the fix: the SIGSYS was re-issued with the guard's token (the page
-/// retagged to key 0, the secret read, `Ok`), and the forged SIGSEGV had the
-/// gate's saved Rust stack pointer written into C's ucontext. Unprotected
-/// there is no entry: C reads the secret directly.
+/// Before the fix: both forged calls returned 1 with C's ucontext written to
+/// and the secret read (the SIGSYS re-issued with the guard's token); from
+/// C's thread the entry simply returned and the secret was read. On this
+/// build: `integrity` twice, ucontexts untouched, `-EPERM` for the thread,
+/// the secret unread. Unprotected there is no entry: C reads the secret
+/// directly.
 pub(crate) fn forged_signal_frame(mode: Mode) -> Observation {
     let (expected, secret_box) = secret_box("forged-signal-frame");
     let mut steps = Vec::new();
@@ -332,10 +351,11 @@ pub(crate) fn forged_signal_frame(mode: Mode) -> Observation {
 /// (b) C installs a SIGUSR1 handler with `sigaction`. (The same handler
 /// installed with a raw `rt_sigaction` is [`foreign_handler`].)
 ///
-/// Unprotected, (a) resumes at the continuation with the registers C chose
-/// and PKRU 0 (measured: PKRU 0x55555550 before, 0 after) and reads the
-/// secret; (b) succeeds. Protected, the filter traps the `rt_sigreturn`
-/// (`Err(Fault)` of kind syscall) and `sigaction` fails with `EPERM`.
+/// Unprotected, and before the fix, (a) resumes at the continuation with the
+/// registers C chose and PKRU 0 (measured: 0x55555550 before, 0 after) and
+/// reads the secret; (b) succeeds. On this build the filter traps the
+/// `rt_sigreturn` (`Err(Fault)` of kind syscall) and `sigaction` fails with
+/// `EPERM`.
 pub(crate) fn srop(_mode: Mode) -> Observation {
     let (expected, secret_box) = secret_box("srop");
     let pku = have_pku();
@@ -430,8 +450,9 @@ pub(crate) fn srop(_mode: Mode) -> Observation {
 /// on that stack), and the frame that would have re-armed it is never
 /// returned through: later signals on that thread are framed on its own
 /// stack, the null write ends as an integrity fault, and the next signal to
-/// a trusted handler kills the process (measured: SIGSEGV). Unprotected,
-/// the handler's sigreturn leaves PKRU 0 and C reads the secret.
+/// a trusted handler kills the process (measured: SIGSEGV). NOT contained:
+/// see [`not_contained`]. Unprotected, and before the fix (measured), the
+/// handler's sigreturn leaves PKRU 0 and C reads the secret.
 pub(crate) fn foreign_handler(mode: Mode) -> Observation {
     let (expected, secret_box) = secret_box("foreign-handler");
     let pku = have_pku();
@@ -526,8 +547,8 @@ fn wrapped_text() -> &'static str {
 /// `Err(Fault)`.
 ///
 /// Before the fix the handler behind Cofferdam's (Rust's stack-overflow
-/// handler) reset SIGSEGV to the default and the next contained fault killed
-/// the process. Unprotected, the second `raise` kills the process.
+/// handler) reset SIGSEGV to the default and the process died (measured:
+/// SIGSEGV). Unprotected, the second `raise` kills the process.
 pub(crate) fn handler_disarm(_mode: Mode) -> Observation {
     let mut steps = Vec::new();
     // SAFETY: cd_thread_raise_segv_twice(void) -> int.
