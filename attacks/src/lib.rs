@@ -21,6 +21,8 @@ use std::process::Command;
 use cofferdam::{Backend, Compartment, Error, ForeignBuf};
 use serde::{Deserialize, Serialize};
 
+pub mod integrity;
+
 pub mod ffi {
     //! The C attackers (see `c/attacks.c`).
     #![allow(missing_docs)]
@@ -254,12 +256,19 @@ pub fn all() -> &'static [Attack] {
             run: Some(syscall_escape),
             pending: None,
         },
+        integrity::FORGED_SIGNAL_FRAME,
+        integrity::SROP,
+        integrity::HANDLER_DISARM,
     ]
 }
 
-/// Looks an attack up by name.
+/// Looks an attack up by name (in [`all`], or among the attacks that are
+/// not contained yet, [`integrity::not_contained`]).
 pub fn find(name: &str) -> Option<&'static Attack> {
-    all().iter().find(|a| a.name == name)
+    all()
+        .iter()
+        .chain(integrity::not_contained())
+        .find(|a| a.name == name)
 }
 
 const SECRET_LEN: usize = 64;
