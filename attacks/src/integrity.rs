@@ -809,11 +809,5 @@ pub(crate) const ALTSTACK_DISABLE: super::Attack = super::Attack {
 /// out of [`super::all`] so that the demo's exit status stays meaningful,
 /// and runnable by name (`cofferdam attack-child NAME protected`).
 pub fn not_contained() -> &'static [super::Attack] {
-    &[
-        SIGNAL_ENTRY_WRPKRU,
-        FOREIGN_HANDLER,
-        HANDLER_DISARM_KILL,
-        HANDLER_DISARM_RAW,
-        ALTSTACK_DISABLE,
-    ]
+    &[FOREIGN_HANDLER, HANDLER_DISARM_RAW, ALTSTACK_DISABLE]
 }

@@ -256,9 +256,11 @@ pub fn all() -> &'static [Attack] {
             run: Some(syscall_escape),
             pending: None,
         },
+        integrity::SIGNAL_ENTRY_WRPKRU,
         integrity::FORGED_SIGNAL_FRAME,
         integrity::SROP,
         integrity::HANDLER_DISARM,
+        integrity::HANDLER_DISARM_KILL,
     ]
 }
 

@@ -116,9 +116,11 @@ fn demo_json_shows_every_heap_attack_working_unprotected_and_contained_where_cla
     // on mpk. (Attacks not contained yet are listed by
     // `cofferdam_attacks::integrity::not_contained`, not in the demo.)
     for (attack, class) in [
+        ("signal-entry-wrpkru", "rights-escalation"),
         ("forged-signal-frame", "rights-escalation"),
         ("srop", "rights-escalation"),
         ("handler-disarm", "handler-disarm"),
+        ("handler-disarm-kill", "handler-disarm"),
     ] {
         let row = rows
             .iter()
