@@ -21,6 +21,8 @@ use std::process::Command;
 use cofferdam::{Backend, Compartment, Error, ForeignBuf};
 use serde::{Deserialize, Serialize};
 
+pub mod statics;
+
 pub mod ffi {
     //! The C attackers (see `c/attacks.c`).
     #![allow(missing_docs)]
@@ -243,6 +245,22 @@ pub fn all() -> &'static [Attack] {
             description: "foreign code calls pkey_mprotect, mprotect and madvise(MADV_DONTNEED) on a Rust heap page, and maps an anonymous RWX page with a WRPKRU in it",
             claimed_by: HEAP,
             run: Some(syscall_escape),
+            pending: None,
+        },
+        Attack {
+            name: "static-hijack",
+            class: "static-hijack",
+            description: "C overwrites a dispatch pointer Rust calls through, swaps a wrapper's compartment static, writes a Rust static through an out-of-bounds index on a C global, and writes a Rust thread-local",
+            claimed_by: HEAP,
+            run: Some(statics::static_hijack),
+            pending: None,
+        },
+        Attack {
+            name: "exit-handler",
+            class: "rights-escalation",
+            description: "foreign code registers an atexit handler from inside a gate; at exit it would read a Rust secret with Rust's rights",
+            claimed_by: HEAP,
+            run: Some(statics::exit_handler),
             pending: None,
         },
     ]

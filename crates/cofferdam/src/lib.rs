@@ -42,7 +42,9 @@
 //! `docs/stacks.md` and `docs/guard.md`). In short: the `mpk` backend keeps
 //! foreign code out of the Rust heap and (below their top page) the Rust
 //! stacks, turns its faults into errors, and stops it from granting itself
-//! rights by the means listed there; Rust statics are not protected.
+//! rights by the means listed there. Rust's statics and thread-locals carry P
+//! too when the binary is linked with Cofferdam's layout (one line in its
+//! build script: `cofferdam_build::protect_statics();`).
 
 #![deny(missing_docs)]
 #![deny(unsafe_op_in_unsafe_fn)]
@@ -56,6 +58,8 @@ mod fault;
 mod foreign;
 mod gate;
 mod guard;
+mod interpose;
+mod statics;
 mod sys;
 pub mod validate;
 
@@ -130,6 +134,14 @@ pub struct Info {
     pub stacks_unprotected: Option<&'static str>,
     /// Bytes of foreign stack each thread gets.
     pub foreign_stack: usize,
+    /// Rust's writable statics (`.data`, `.bss`) carry P; `None` when they
+    /// do, else why not (naming the linker when it is the cause).
+    pub statics_unprotected: Option<String>,
+    /// Bytes of Rust statics tagged with P.
+    pub statics_bytes: usize,
+    /// Rust's thread-locals carry P from each thread's first gate call;
+    /// `None` when they do, else why not.
+    pub thread_locals_unprotected: Option<String>,
     /// The protected address interval `(start, length)`: the one
     /// reservation everything the allocator hands out is carved from.
     pub protected_range: Option<(usize, usize)>,
@@ -162,6 +174,9 @@ pub fn info() -> Info {
         pkru: read_pkru(),
         stacks_unprotected: gate::thread::stack_problem(),
         foreign_stack: gate::config::get().foreign_stack,
+        statics_unprotected: statics::problem().map(statics::explain),
+        statics_bytes: statics::data_range().map_or(0, |(s, e)| e - s),
+        thread_locals_unprotected: statics::tls_problem().map(statics::explain),
         protected_range: alloc::reservation(),
         guard: guard::info(),
     }
@@ -218,6 +233,23 @@ impl fmt::Display for Info {
                 self.pkey.unwrap_or(0)
             )?,
             Some(why) => writeln!(f, "rust stacks:      NOT protected: {why}")?,
+        }
+        match &self.statics_unprotected {
+            None => writeln!(
+                f,
+                "statics:          protected (key {}), {} KiB of Rust .data/.bss",
+                self.pkey.unwrap_or(0),
+                self.statics_bytes >> 10
+            )?,
+            Some(why) => writeln!(f, "statics:          NOT protected: {why}")?,
+        }
+        match &self.thread_locals_unprotected {
+            None => writeln!(
+                f,
+                "thread-locals:    protected (key {}), tagged at each thread's first gate call",
+                self.pkey.unwrap_or(0)
+            )?,
+            Some(why) => writeln!(f, "thread-locals:    NOT protected: {why}")?,
         }
         writeln!(
             f,

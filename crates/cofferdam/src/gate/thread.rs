@@ -84,6 +84,10 @@ pub(crate) struct ThreadState {
     /// live threads do not overlap).
     pub id_lo: usize,
     pub id_hi: usize,
+    /// The thread's Rust TLS pages, tagged with P (0, 0 if not). Read by
+    /// other threads (`contains_protected`).
+    pub tls_lo: AtomicUsize,
+    pub tls_hi: AtomicUsize,
 }
 
 /// Whether stacks are tagged, and why not: written when the runtime starts
@@ -292,6 +296,8 @@ fn enter() -> Result<*mut ThreadState, &'static str> {
         (*st).stack_hi.store(0, Ordering::Relaxed);
         (*st).id_lo = 0;
         (*st).id_hi = 0;
+        (*st).tls_lo.store(0, Ordering::Relaxed);
+        (*st).tls_hi.store(0, Ordering::Relaxed);
     }
     // The thread's stack, for the cheap ownership check (if it cannot be
     // determined, every check reads the FS base).
@@ -314,6 +320,10 @@ fn enter() -> Result<*mut ThreadState, &'static str> {
     if c.tag_stacks != 0 {
         // SAFETY: our entry.
         unsafe { tag_stack(&mut *st, c.pkey) };
+    }
+    if c.deny_mask != 0 {
+        // SAFETY: our entry.
+        unsafe { tag_tls(&mut *st, c.pkey) };
     }
     // Undo it all when the thread exits (if TLS destructors can still be
     // registered: not during the thread's own teardown).
@@ -419,6 +429,40 @@ fn tag_stack(st: &mut ThreadState, pkey: u32) {
     }
 }
 
+/// Tags this thread's Rust thread-locals (the pages `crate::statics` found
+/// below the thread pointer) with P.
+fn tag_tls(st: &mut ThreadState, pkey: u32) {
+    let fs = st.fs_base.load(Ordering::Relaxed) as usize;
+    let Some((lo, hi)) = crate::statics::tls_range(fs) else {
+        return;
+    };
+    // The range lies below the thread pointer (the TCB, with the canary at
+    // fs:0x28, starts at it): checked again here, cheaply.
+    // The thread pointer must be page-aligned (glibc aligns it to the TLS
+    // segment's alignment, a page with the layout), or the pages would hold
+    // more than Rust's thread-locals.
+    let page = sys::page_size();
+    if hi > fs || lo >= hi || lo % page != 0 || hi % page != 0 {
+        return;
+    }
+    // SAFETY: [lo, hi) are this thread's own Rust TLS pages, page-aligned
+    // and holding nothing but Rust's thread-locals (the layout pads them to
+    // whole pages; `statics::tls_offsets` checked it); tagging changes who
+    // may access them, not what they hold, and this thread has P's rights.
+    let r = unsafe {
+        sys::pkey_mprotect(
+            lo as *mut c_void,
+            hi - lo,
+            libc::PROT_READ | libc::PROT_WRITE,
+            pkey,
+        )
+    };
+    if r.is_ok() {
+        st.tls_lo.store(lo, Ordering::Relaxed);
+        st.tls_hi.store(hi, Ordering::Release);
+    }
+}
+
 struct ExitGuard;
 
 impl Drop for ExitGuard {
@@ -479,6 +523,25 @@ fn leave() {
     st.id_lo = 0;
     st.id_hi = 0;
     asm::set_tls_state(0);
+    // The Rust TLS pages back to key 0, after the last write to our TLS
+    // slot above (glibc reuses the block for the next thread on this stack).
+    let (lo, hi) = (
+        st.tls_lo.load(Ordering::Relaxed),
+        st.tls_hi.load(Ordering::Relaxed),
+    );
+    if hi > lo {
+        // SAFETY: the range this thread tagged in `tag_tls`.
+        let _ = unsafe {
+            sys::pkey_mprotect(
+                lo as *mut c_void,
+                hi - lo,
+                libc::PROT_READ | libc::PROT_WRITE,
+                0,
+            )
+        };
+        st.tls_hi.store(0, Ordering::Release);
+        st.tls_lo.store(0, Ordering::Relaxed);
+    }
     st.fs_base.store(0, Ordering::Release);
 }
 
@@ -491,7 +554,7 @@ pub(crate) fn contains_protected(addr: usize, len: usize) -> bool {
     let Some(end) = addr.checked_add(len) else {
         return true;
     };
-    if crate::alloc::overlaps_protected(addr, end) {
+    if crate::alloc::overlaps_protected(addr, end) || crate::statics::overlaps(addr, end) {
         return true;
     }
     let c = config::get();
@@ -509,6 +572,16 @@ pub(crate) fn contains_protected(addr: usize, len: usize) -> bool {
             (
                 (*e).stack_lo.load(Ordering::Relaxed),
                 (*e).stack_hi.load(Ordering::Acquire),
+            )
+        };
+        if hi > lo && addr < hi && end > lo {
+            return true;
+        }
+        // SAFETY: as above, for the thread's tagged TLS pages.
+        let (lo, hi) = unsafe {
+            (
+                (*e).tls_lo.load(Ordering::Relaxed),
+                (*e).tls_hi.load(Ordering::Acquire),
             )
         };
         if hi > lo && addr < hi && end > lo {

@@ -143,6 +143,10 @@ fn install() -> Result<(), &'static str> {
         (start as u64, (start + len) as u64),
         (cfg as u64, (cfg + 4096) as u64),
         (table as u64, (table + table_len) as u64),
+        // Rust's tagged statics (issue 14), or the table again when untagged.
+        crate::statics::data_range()
+            .map(|(s, e)| (s as u64, e as u64))
+            .unwrap_or((table as u64, (table + table_len) as u64)),
     ];
     let prog = bpf::program(&ranges, token);
     let r = sys::install_seccomp_filter(&prog);
