@@ -61,3 +61,16 @@ int cd_register_exit_handler(const uint8_t *secret, size_t n, int fd) {
     exit_fd = fd;
     return atexit(cd_exit_handler);
 }
+
+/* Registrations the interposers refuse from foreign code (statics tests):
+ * returns what glibc's (or Cofferdam's) function returned. */
+#include <pthread.h>
+static void cd_key_dtor(void *p) { (void)p; }
+static void cd_fork_handler(void) {}
+int cd_key_create(int with_dtor) {
+    pthread_key_t k;
+    int r = pthread_key_create(&k, with_dtor ? cd_key_dtor : NULL);
+    if (r == 0) pthread_key_delete(k);
+    return r;
+}
+int cd_atfork(void) { return pthread_atfork(cd_fork_handler, 0, 0); }

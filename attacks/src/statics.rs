@@ -27,6 +27,8 @@ pub mod ffi {
         pub fn cd_set_word(w: usize);
         pub fn cd_get_word() -> usize;
         pub fn cd_register_exit_handler(secret: *const u8, n: usize, fd: i32) -> i32;
+        pub fn cd_key_create(with_dtor: i32) -> i32;
+        pub fn cd_atfork() -> i32;
     }
 }
 

@@ -4,7 +4,7 @@
 //!
 //! One line in the build script of each **binary** package:
 //!
-//! ```no_run
+//! ```text
 //! // build.rs
 //! fn main() {
 //!     cofferdam_build::protect_statics();
@@ -35,6 +35,20 @@ use std::path::PathBuf;
 
 /// The linker script (also in the crate as `src/layout.ld`).
 pub const LAYOUT: &str = include_str!("layout.ld");
+
+/// One initialised thread-local in a retained section of its own (see
+/// `protect_statics`).
+const ANCHOR_ASM: &str = "\
+\t.section .tdata.cofferdam_build_anchor,\"awTR\",@progbits
+\t.p2align 3
+\t.globl cofferdam_build_tls_anchor
+\t.hidden cofferdam_build_tls_anchor
+\t.type cofferdam_build_tls_anchor,@object
+\t.size cofferdam_build_tls_anchor, 8
+cofferdam_build_tls_anchor:
+\t.quad 1
+\t.section .note.GNU-stack,\"\",@progbits
+";
 
 /// Why the layout cannot be used with these flags, if it cannot.
 fn unsupported(flags: &str) -> Option<&'static str> {
@@ -68,6 +82,29 @@ pub fn protect_statics() {
     let out = PathBuf::from(std::env::var_os("OUT_DIR").expect("OUT_DIR is set for build scripts"));
     let path = out.join("cofferdam-statics.ld");
     std::fs::write(&path, LAYOUT).expect("write the cofferdam linker script to OUT_DIR");
+    // rust-lld refuses to insert after a `.tdata` that does not exist, and a
+    // Rust binary often has none once the script has taken Rust's own: one
+    // retained 8-byte thread-local (not a Rust object's) keeps it there.
+    let anchor = out.join("cofferdam-tls-anchor.o");
+    let src = out.join("cofferdam-tls-anchor.s");
+    std::fs::write(&src, ANCHOR_ASM).expect("write the TLS anchor to OUT_DIR");
+    let cc = std::env::var("TARGET_CC")
+        .or_else(|_| std::env::var("CC"))
+        .unwrap_or_else(|_| "cc".to_string());
+    let status = std::process::Command::new(&cc)
+        .arg("-c")
+        .arg(&src)
+        .arg("-o")
+        .arg(&anchor)
+        .status();
+    match status {
+        Ok(s) if s.success() => {}
+        other => panic!(
+            "cofferdam-build: assembling the TLS anchor with `{cc}` failed ({other:?}); \
+             set CC to a working C compiler"
+        ),
+    }
+    println!("cargo:rustc-link-arg={}", anchor.display());
     // All of the package's linked targets (Cargo refuses `-bins` in a
     // package without binaries, so not per kind).
     println!("cargo:rustc-link-arg=-T{}", path.display());
@@ -87,7 +124,18 @@ mod tests {
         ] {
             assert!(LAYOUT.contains(&format!("{sym} = .")), "{sym}");
         }
-        assert_eq!(LAYOUT.matches("INSERT").count(), 3);
+        let inserts = LAYOUT
+            .lines()
+            .filter(|l| l.starts_with("INSERT "))
+            .collect::<Vec<_>>();
+        assert_eq!(
+            inserts,
+            [
+                "INSERT AFTER .data;",
+                "INSERT BEFORE .bss;",
+                "INSERT AFTER .tdata;"
+            ]
+        );
     }
 
     #[test]

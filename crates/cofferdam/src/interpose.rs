@@ -43,7 +43,8 @@ type Dtor = unsafe extern "C" fn(*mut c_void);
 type Fork = Option<unsafe extern "C" fn()>;
 
 /// glibc's definition of `name` (the next one after the executable), cached
-/// in `slot`. Only trusted code gets here (it reads and writes a static).
+/// in `slot`. Only trusted code gets here (it reads and writes a static):
+/// every caller refuses foreign code first.
 fn real(slot: &AtomicUsize, name: &CStr) -> usize {
     let f = slot.load(Ordering::Acquire);
     if f != 0 {
@@ -76,7 +77,12 @@ fn refuse(what: &[u8]) -> bool {
 static CXA_ATEXIT: AtomicUsize = AtomicUsize::new(0);
 static ON_EXIT: AtomicUsize = AtomicUsize::new(0);
 static REGISTER_ATFORK: AtomicUsize = AtomicUsize::new(0);
-static KEY_CREATE: AtomicUsize = AtomicUsize::new(0);
+
+extern "C" {
+    /// glibc's `pthread_key_create`, under the alias Cofferdam does not
+    /// shadow (exported since glibc 2.34, and as GLIBC_2.2.5 before).
+    fn __pthread_key_create(key: *mut libc::pthread_key_t, dtor: Option<Dtor>) -> c_int;
+}
 static THREAD_ATEXIT: AtomicUsize = AtomicUsize::new(0);
 
 /// Cofferdam's `__cxa_atexit` (see the module docs).
@@ -177,11 +183,10 @@ pub unsafe extern "C" fn pthread_key_create(
     if dtor.is_some() && refuse(b"a thread-key destructor (pthread_key_create)") {
         return libc::EPERM;
     }
-    type F = unsafe extern "C" fn(*mut libc::pthread_key_t, Option<Dtor>) -> c_int;
-    // SAFETY: glibc's pthread_key_create has this type.
-    let real: F = unsafe { core::mem::transmute(real(&KEY_CREATE, c"pthread_key_create")) };
+    // glibc's own alias, called directly: foreign code may get here (a key
+    // without a destructor) and must not read a static (they carry P).
     // SAFETY: forwarded contract.
-    unsafe { real(key, dtor) }
+    unsafe { __pthread_key_create(key, dtor) }
 }
 
 /// Cofferdam's `__cxa_thread_atexit_impl` (thread-exit callbacks; the Rust

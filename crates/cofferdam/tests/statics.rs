@@ -183,3 +183,59 @@ fn a_tagged_thread_local_on_a_spawned_thread_is_unreachable_then_untagged_at_exi
         "the exited thread's TLS page is untagged"
     );
 }
+
+#[test]
+fn foreign_code_cannot_register_handlers_that_run_with_rusts_rights() {
+    if !common::mpk_or_skip("foreign_code_cannot_register_handlers_that_run_with_rusts_rights") {
+        return;
+    }
+    use cofferdam_attacks::statics::ffi as s;
+    // Trusted code registers as before.
+    // SAFETY: plain C helpers, called directly (outside any gate).
+    unsafe {
+        assert_eq!(
+            s::cd_key_create(1),
+            0,
+            "trusted pthread_key_create with a destructor"
+        );
+        assert_eq!(s::cd_atfork(), 0, "trusted pthread_atfork");
+    }
+    let c = Compartment::new("handlers").unwrap();
+    let key = |with: i32| -> i32 {
+        // SAFETY: cd_key_create(int) -> int.
+        unsafe {
+            c.call(
+                "cd_key_create",
+                fn_addr(s::cd_key_create as *const ()),
+                (with,),
+            )
+        }
+        .unwrap()
+    };
+    assert_eq!(key(0), 0, "a key without a destructor is harmless: allowed");
+    assert_eq!(
+        key(1),
+        libc::EPERM,
+        "a destructor from foreign code is refused"
+    );
+    // SAFETY: cd_atfork(void) -> int.
+    let r: i32 = unsafe { c.call("cd_atfork", fn_addr(s::cd_atfork as *const ()), ()) }.unwrap();
+    assert_eq!(
+        r,
+        libc::EPERM,
+        "a fork handler from foreign code is refused"
+    );
+    // Foreign code may still install ordinary signal handlers: the
+    // sigaction interposer's foreign path reads no (tagged) static.
+    // SAFETY: signal(SIGUSR2, SIG_IGN) through the gate, then restored.
+    let prev: usize = unsafe {
+        c.call(
+            "signal",
+            fn_addr(libc::signal as *const ()),
+            (libc::SIGUSR2, libc::SIG_IGN),
+        )
+    }
+    .unwrap();
+    assert_ne!(prev, libc::SIG_ERR);
+    assert!(!c.is_poisoned());
+}

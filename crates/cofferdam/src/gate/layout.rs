@@ -11,11 +11,11 @@ core::arch::global_asm!(
     ".weak __cofferdam_rust_tls_bounds",
     ".weak __cofferdam_layout_version",
     // An initialised thread-local outside the patterns the layout gathers
-    // (`.tdata._*`, Rust's mangled names): it keeps an output section named
-    // `.tdata` in every binary, which the layout's TLS section is inserted
-    // after (rust-lld refuses `INSERT AFTER` a section that does not exist,
-    // and a Rust program often has no other `.tdata` once unused C
-    // thread-locals are garbage-collected).
+    // (`.tdata._*`, Rust's mangled names): the start-up check
+    // (`statics::tls_offsets`) wants one thread-local that must fall
+    // outside the Rust TLS range, next to Cofferdam's own slot that must
+    // fall inside. (`cofferdam-build` links a retained one of its own too,
+    // so that `INSERT AFTER .tdata` always finds a `.tdata`.)
     ".pushsection .tdata.cofferdam_anchor,\"awT\",@progbits",
     ".p2align 3",
     ".globl cofferdam_tls_anchor",
