@@ -35,7 +35,7 @@ const NO_LAYOUT: u8 = 3;
 /// The layout version this runtime understands (`QUAD(1)` in the script).
 const LAYOUT_VERSION: u64 = 1;
 
-static PROBLEMS: [&str; 9] = [
+static PROBLEMS: [&str; 10] = [
     "",
     "the runtime has not started",
     "not the mpk backend",
@@ -45,6 +45,7 @@ static PROBLEMS: [&str; 9] = [
     "the executable has no TLS segment",
     "the executable's TLS block is not laid out as expected (segment not aligned, or the Rust TLS range misses Cofferdam's own slot)",
     "statics are not protected",
+    "disabled by COFFERDAM_STATICS=off",
 ];
 
 /// Why statics are not tagged (index into `PROBLEMS`; 0: they are).
@@ -65,6 +66,11 @@ pub(crate) fn protect(rt: &Runtime) {
         TLS_PROBLEM.store(2, Ordering::Relaxed);
         return;
     };
+    if sys::getenv_bytes(c"COFFERDAM_STATICS") == Some(b"off") {
+        PROBLEM.store(9, Ordering::Relaxed);
+        TLS_PROBLEM.store(9, Ordering::Relaxed);
+        return;
+    }
     let s = layout::symbols();
     if s.data_start == 0 || s.data_end == 0 || s.tls_bounds == 0 || s.version == 0 {
         PROBLEM.store(NO_LAYOUT, Ordering::Relaxed);
@@ -221,15 +227,15 @@ pub(crate) fn unsupported_linker() -> Option<&'static str> {
     let bytes = std::fs::read("/proc/self/exe").ok()?;
     let file = object::read::elf::ElfFile64::<object::Endianness>::parse(&*bytes).ok()?;
     use object::{Object, ObjectSection};
+    // gold leaves a note of its own; mold signs `.comment`.
+    if file.section_by_name(".note.gnu.gold-version").is_some() {
+        return Some("linked by gold, which does not support INSERT and cannot take the layout");
+    }
     let comment = file.section_by_name(".comment")?.data().ok()?;
     let has = |needle: &[u8]| comment.windows(needle.len()).any(|w| w == needle);
-    if has(b"mold ") {
-        Some("linked by mold, which has no SECTIONS/INSERT linker scripts and cannot take the layout")
-    } else if has(b"GNU gold") {
-        Some("linked by gold, which does not support INSERT and cannot take the layout")
-    } else {
-        None
-    }
+    has(b"mold ").then_some(
+        "linked by mold, which has no SECTIONS/INSERT linker scripts and cannot take the layout",
+    )
 }
 
 /// The full reason statics are unprotected, naming the linker if that is
