@@ -26,12 +26,12 @@
 //! The foreign path reads no static (Rust's statics carry P): only PKRU and
 //! the read-only config page (`gate::foreign_running`).
 //!
-//! Not covered: a shared library loaded with `dlopen` calls glibc's own
-//! functions unless the executable exports these symbols (`-rdynamic`); a
-//! compromised library can also find glibc's `__cxa_atexit` itself (dlsym)
-//! or write glibc's exit-handler list, whose pointers are mangled with a
-//! guard it can read from the TCB. Those are level-2 gaps, listed in the
-//! README.
+//! The linker exports these definitions from the executable (libc.so
+//! defines the same names, so they must be able to override it): shared
+//! libraries reach them too. Not covered: a compromised library can find
+//! glibc's own `__cxa_atexit` itself (`dlvsym`) or write glibc's
+//! exit-handler list, whose pointers are mangled with a guard it can read
+//! from the TCB. Those are level-2 gaps, listed in the README.
 
 use core::ffi::{c_int, c_void, CStr};
 use core::sync::atomic::{AtomicUsize, Ordering};

@@ -242,7 +242,7 @@ pub(crate) fn unsupported_linker() -> Option<&'static str> {
 /// the cause (may read the executable: not for the allocator's path).
 pub(crate) fn explain(why: &'static str) -> String {
     match (why == PROBLEMS[NO_LAYOUT as usize], unsupported_linker()) {
-        (true, Some(l)) => format!("{l}; {why}"),
+        (true, Some(l)) => format!("{l}: link with rust-lld (the default) or GNU ld"),
         _ => why.to_string(),
     }
 }
