@@ -118,6 +118,10 @@ fn info(json: bool) -> ExitCode {
     }
     if i.refused.is_some() {
         ExitCode::FAILURE
+    } else if let Err(e) = cofferdam::init() {
+        // COFFERDAM_REQUIRE_STATICS=1 and statics are not protected.
+        eprintln!("cofferdam info: {e}");
+        ExitCode::FAILURE
     } else {
         ExitCode::SUCCESS
     }

@@ -91,12 +91,16 @@ pub fn backend() -> Backend {
 }
 
 /// Starts the runtime now rather than at first use, and reports an error if
-/// the requested protection is not available.
+/// the requested protection is not available (including Rust statics and
+/// thread-locals under `COFFERDAM_REQUIRE_STATICS=1`).
 pub fn init() -> Result<Info, Error> {
     let i = info();
     match i.refused {
         Some(reason) => Err(Error::Unavailable { reason }),
-        None => Ok(i),
+        None => {
+            statics::require()?;
+            Ok(i)
+        }
     }
 }
 

@@ -249,21 +249,24 @@ pub(crate) fn explain(why: &'static str) -> String {
 
 /// `COFFERDAM_REQUIRE_STATICS=1`: an error when statics or thread-locals
 /// are not protected.
-pub(crate) fn required() -> bool {
-    sys::getenv_bytes(c"COFFERDAM_REQUIRE_STATICS") == Some(b"1")
+pub(crate) fn require() -> Result<(), crate::Error> {
+    let unprotected = problem().or_else(tls_problem).is_some();
+    if unprotected && sys::getenv_bytes(c"COFFERDAM_REQUIRE_STATICS") == Some(b"1") {
+        return Err(crate::Error::Unavailable {
+            reason: "COFFERDAM_REQUIRE_STATICS=1, but Rust statics and thread-locals are not protected (see `cofferdam info`)",
+        });
+    }
+    Ok(())
 }
 
 /// At each new compartment: `COFFERDAM_REQUIRE_STATICS=1` refuses when
 /// statics or thread-locals are not protected; otherwise, on the mpk
 /// backend, the first compartment says so on standard error.
 pub(crate) fn check_at_compartment(backend: crate::Backend) -> Result<(), crate::Error> {
-    let why = problem().or_else(tls_problem);
-    let Some(why) = why else { return Ok(()) };
-    if required() {
-        return Err(crate::Error::Unavailable {
-            reason: "COFFERDAM_REQUIRE_STATICS=1, but Rust statics and thread-locals are not protected (see `cofferdam info`)",
-        });
-    }
+    require()?;
+    let Some(why) = problem().or_else(tls_problem) else {
+        return Ok(());
+    };
     static WARNED: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
     if backend == crate::Backend::Mpk && !WARNED.swap(true, Ordering::Relaxed) {
         eprintln!(
