@@ -39,6 +39,7 @@ fn child_makes_a_compartment() {
     if std::env::var("CD_LAYOUT_CHILD").is_err() {
         return;
     }
+    println!("CHILD init {:?}", cofferdam::init().map(|_| ()));
     match Compartment::new("no-layout") {
         Ok(c) => {
             // SAFETY: cd_noop(int) -> int.
@@ -78,7 +79,7 @@ fn without_the_layout_statics_are_reported_unprotected() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
-        stdout.contains("CHILD compartment ok, call Ok(2)"),
+        stdout.contains("CHILD init Ok(())") && stdout.contains("CHILD compartment ok, call Ok(2)"),
         "{stdout}\n{stderr}"
     );
     assert!(
@@ -103,7 +104,8 @@ fn require_statics_refuses_a_program_without_the_layout() {
     );
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
-        stdout.contains("CHILD compartment refused:")
+        stdout.contains("CHILD init Err(Unavailable")
+            && stdout.contains("CHILD compartment refused:")
             && stdout.contains("COFFERDAM_REQUIRE_STATICS=1"),
         "{stdout}\n{}",
         String::from_utf8_lossy(&out.stderr)
