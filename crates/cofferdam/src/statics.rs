@@ -189,9 +189,20 @@ pub(crate) fn problem() -> Option<&'static str> {
 /// Why Rust thread-locals will not be tagged, or `None` if they will be.
 pub(crate) fn tls_problem() -> Option<&'static str> {
     match TLS_PROBLEM.load(Ordering::Acquire) {
+        0 if TLS_FAILED.load(Ordering::Relaxed) => Some(
+            "a thread's Rust TLS pages could not be tagged (the kernel refused, or its thread pointer is not page-aligned)",
+        ),
         0 => None,
         i => Some(PROBLEMS[i as usize]),
     }
+}
+
+/// Set when tagging one thread's TLS pages failed (others still are).
+static TLS_FAILED: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
+
+/// Records that a thread's TLS pages could not be tagged.
+pub(crate) fn note_tls_failure() {
+    TLS_FAILED.store(true, Ordering::Relaxed);
 }
 
 /// The tagged statics `[start, end)` (the config page inside them excepted),

@@ -443,6 +443,7 @@ fn tag_tls(st: &mut ThreadState, pkey: u32) {
     // more than Rust's thread-locals.
     let page = sys::page_size();
     if hi > fs || lo >= hi || lo % page != 0 || hi % page != 0 {
+        crate::statics::note_tls_failure();
         return;
     }
     // SAFETY: [lo, hi) are this thread's own Rust TLS pages, page-aligned
@@ -460,6 +461,8 @@ fn tag_tls(st: &mut ThreadState, pkey: u32) {
     if r.is_ok() {
         st.tls_lo.store(lo, Ordering::Relaxed);
         st.tls_hi.store(hi, Ordering::Release);
+    } else {
+        crate::statics::note_tls_failure();
     }
 }
 
