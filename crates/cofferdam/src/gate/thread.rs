@@ -450,19 +450,38 @@ fn tag_tls(st: &mut ThreadState, pkey: u32) {
     // and holding nothing but Rust's thread-locals (the layout pads them to
     // whole pages; `statics::tls_offsets` checked it); tagging changes who
     // may access them, not what they hold, and this thread has P's rights.
-    let r = unsafe {
-        sys::pkey_mprotect(
-            lo as *mut c_void,
-            hi - lo,
-            libc::PROT_READ | libc::PROT_WRITE,
-            pkey,
-        )
-    };
-    if r.is_ok() {
+    if unsafe { retag_trusted(lo, hi - lo, pkey) } {
         st.tls_lo.store(lo, Ordering::Relaxed);
         st.tls_hi.store(hi, Ordering::Release);
     } else {
         crate::statics::note_tls_failure();
+    }
+}
+
+/// `pkey_mprotect(addr, len, PROT_READ | PROT_WRITE, key)` from trusted
+/// code, issued with the syscall guard's token (read from protected memory
+/// into the sixth argument register only, `gate/syscall.rs`), so that the
+/// guard lets it through without a SIGSYS trap and re-issue: two of these
+/// per thread (tag at the first call, untag at exit) stay cheap. Without a
+/// guard the token word is 0 and the kernel ignores the sixth argument.
+///
+/// # Safety
+/// As for `sys::pkey_mprotect`: the caller owns the pages.
+unsafe fn retag_trusted(addr: usize, len: usize, key: u32) -> bool {
+    let prot = (libc::PROT_READ | libc::PROT_WRITE) as u64;
+    match crate::alloc::state_area() {
+        // SAFETY: the token's home is the state area's first word, readable
+        // with the rights trusted code runs with; the syscall is the one
+        // the caller is entitled to (caller's contract).
+        Some(tok) => unsafe {
+            super::syscall::syscall_with_token(
+                libc::SYS_pkey_mprotect,
+                [addr as u64, len as u64, prot, key as u64, 0],
+                tok as *const u64,
+            ) == 0
+        },
+        // SAFETY: forwarded contract.
+        None => unsafe { sys::pkey_mprotect(addr as *mut c_void, len, prot as i32, key) }.is_ok(),
     }
 }
 
@@ -534,14 +553,7 @@ fn leave() {
     );
     if hi > lo {
         // SAFETY: the range this thread tagged in `tag_tls`.
-        let _ = unsafe {
-            sys::pkey_mprotect(
-                lo as *mut c_void,
-                hi - lo,
-                libc::PROT_READ | libc::PROT_WRITE,
-                0,
-            )
-        };
+        let _ = unsafe { retag_trusted(lo, hi - lo, 0) };
         st.tls_hi.store(0, Ordering::Release);
         st.tls_lo.store(0, Ordering::Relaxed);
     }
