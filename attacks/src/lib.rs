@@ -22,6 +22,7 @@ use cofferdam::{Backend, Compartment, Error, ForeignBuf};
 use serde::{Deserialize, Serialize};
 
 pub mod integrity;
+pub mod statics;
 
 pub mod ffi {
     //! The C attackers (see `c/attacks.c`).
@@ -261,6 +262,22 @@ pub fn all() -> &'static [Attack] {
         integrity::SROP,
         integrity::HANDLER_DISARM,
         integrity::HANDLER_DISARM_KILL,
+        Attack {
+            name: "static-hijack",
+            class: "static-hijack",
+            description: "C overwrites a dispatch pointer Rust calls through, swaps a wrapper's compartment static, writes a Rust static through an out-of-bounds index on a C global, and writes a Rust thread-local",
+            claimed_by: HEAP,
+            run: Some(statics::static_hijack),
+            pending: None,
+        },
+        Attack {
+            name: "exit-handler",
+            class: "rights-escalation",
+            description: "foreign code registers an atexit handler from inside a gate; at exit it would read a Rust secret with Rust's rights",
+            claimed_by: HEAP,
+            run: Some(statics::exit_handler),
+            pending: None,
+        },
     ]
 }
 

@@ -175,6 +175,46 @@ extern "C" fn cd_noop_safe(x: i32) -> i32 {
     unsafe { cd_noop(x) }
 }
 
+/// Thread creation with one gate call: spawn, first call (the thread's
+/// state, foreign stack, tagged stack and thread-locals), join (untagging).
+/// Against spawn and join alone, interleaved.
+fn thread_first_call(rounds: usize, threads: usize) -> Result<Value, String> {
+    let c = Compartment::new("bench-threads").map_err(|e| e.to_string())?;
+    let (mut plain, mut gated) = (vec![], vec![]);
+    for _ in 0..rounds {
+        let t = Instant::now();
+        for _ in 0..threads {
+            std::thread::spawn(|| std::hint::black_box(1))
+                .join()
+                .map_err(|_| "thread panicked")?;
+        }
+        plain.push(t.elapsed().as_nanos() as f64 / threads as f64);
+        let t = Instant::now();
+        for _ in 0..threads {
+            let c = c.clone();
+            let r = std::thread::spawn(move || {
+                // SAFETY: cd_noop(int) -> int.
+                unsafe { c.call::<_, i32>("cd_noop", cd_noop as *const (), (1i32,)) }
+            })
+            .join()
+            .map_err(|_| "thread panicked")?;
+            r.map_err(|e| e.to_string())?;
+        }
+        gated.push(t.elapsed().as_nanos() as f64 / threads as f64);
+    }
+    let (plain, gated) = (median(plain), median(gated));
+    Ok(json!({
+        "name": "thread-first-call",
+        "backend": c.backend().name(),
+        "description": "spawn a thread, one gate call on it, join; against spawn and join alone",
+        "spawn_join_ns": round2(plain),
+        "spawn_call_join_ns": round2(gated),
+        "first_call_extra_ns": round2(gated - plain),
+        "statics": cofferdam::info().thread_locals_unprotected.unwrap_or_else(|| "protected".into()),
+        "rounds": rounds,
+    }))
+}
+
 fn round2(x: f64) -> f64 {
     (x * 100.0).round() / 100.0
 }
@@ -369,6 +409,13 @@ pub fn run(json_out: bool, quick: bool) -> ExitCode {
         Ok(v) => workloads.push(v),
         Err(e) => {
             eprintln!("cofferdam bench: callback: {e}");
+            return ExitCode::FAILURE;
+        }
+    }
+    match thread_first_call(rounds.min(9), if quick { 100 } else { 1000 }) {
+        Ok(v) => workloads.push(v),
+        Err(e) => {
+            eprintln!("cofferdam bench: threads: {e}");
             return ExitCode::FAILURE;
         }
     }

@@ -101,6 +101,11 @@ fn info(json: bool) -> ExitCode {
             "stacks_unprotected_reason": i.stacks_unprotected,
             "signal_frames_authenticated": i.signal_frames_unprotected.is_none(),
             "signal_frames_unprotected_reason": i.signal_frames_unprotected,
+            "statics_protected": i.statics_unprotected.is_none(),
+            "statics_unprotected_reason": i.statics_unprotected,
+            "statics_bytes": i.statics_bytes,
+            "thread_locals_protected": i.thread_locals_unprotected.is_none(),
+            "thread_locals_unprotected_reason": i.thread_locals_unprotected,
             "foreign_stack_bytes": i.foreign_stack,
             "pkru": i.pkru,
             "protected_range": i.protected_range.map(|(s, l)| format!("{s:#x}..{:#x}", s + l)),
@@ -114,6 +119,10 @@ fn info(json: bool) -> ExitCode {
         print!("{i}");
     }
     if i.refused.is_some() {
+        ExitCode::FAILURE
+    } else if let Err(e) = cofferdam::init() {
+        // COFFERDAM_REQUIRE_STATICS=1 and statics are not protected.
+        eprintln!("cofferdam info: {e}");
         ExitCode::FAILURE
     } else {
         ExitCode::SUCCESS

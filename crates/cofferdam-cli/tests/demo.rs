@@ -277,3 +277,34 @@ fn scan_and_audit_are_wired_into_the_cli() {
         1
     );
 }
+
+#[test]
+fn the_cli_has_its_statics_protected_and_contains_static_hijack() {
+    let i = info();
+    if i["backend"] != "mpk" {
+        assert!(
+            !require_mpk(),
+            "COFFERDAM_REQUIRE_MPK=1 but backend is {}",
+            i["backend"]
+        );
+        eprintln!("skipping: needs MPK");
+        return;
+    }
+    // The CLI's build script lays its statics out (cofferdam-build).
+    assert_eq!(i["statics_protected"], true, "{i}");
+    assert_eq!(i["thread_locals_protected"], true, "{i}");
+    let text = cofferdam().arg("info").output().unwrap();
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(text.contains("statics:          protected (key"), "{text}");
+    for only in ["static-hijack", "exit-handler"] {
+        let out = cofferdam()
+            .args(["demo", "--json", "--only", only])
+            .output()
+            .unwrap();
+        let rows: Vec<Value> = serde_json::from_slice(&out.stdout).expect("JSON");
+        assert_eq!(rows.len(), 1, "{rows:?}");
+        let r = &rows[0];
+        assert_eq!(r["unprotected"]["attack_succeeded"], true, "{r}");
+        assert_eq!(r["protected"]["contained"], true, "{r}");
+    }
+}

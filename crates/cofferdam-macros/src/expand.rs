@@ -344,7 +344,7 @@ fn docs(name: &str, compartment: &str, c: &Checked) -> Vec<String> {
         d.push(String::new());
         d.push(" The caller upholds the foreign function's contract: every pointer argument points to foreign memory that is valid for what the function does with it (its length, its terminator, its lifetime, who frees it), and every integer is one the function accepts.".into());
         d.push(String::new());
-        d.push(" Pointer arguments must be foreign memory (`ForeignPtr`, `&ForeignBox`, `&ForeignVec`): a Rust pointer does not compile. With the `mpk` backend a breach of the contract therefore reaches foreign memory or faults, and cannot reach the Rust heap; Rust thread stacks and statics are not protected yet, and the `split` and `none` backends protect nothing, which is why this wrapper is `unsafe`.".into());
+        d.push(" Pointer arguments must be foreign memory (`ForeignPtr`, `&ForeignBox`, `&ForeignVec`): a Rust pointer does not compile. With the `mpk` backend a breach of the contract therefore reaches foreign memory or faults, and cannot reach the Rust heap; Rust stacks are protected below their top page, statics and thread-locals only in binaries built with `cofferdam_build::protect_statics()`, and the `split` and `none` backends protect nothing, which is why this wrapper is `unsafe`.".into());
         if c.params.iter().any(|p| matches!(p, Param::Callback { .. })) {
             d.push(String::new());
             d.push(" Callbacks are `cofferdam::Callback`s: C gets a stub that runs the Rust function only during this call, on this thread, with arguments checked (a `ForeignPtr` into protected memory is refused); a panic comes back as `Error::Callback`.".into());

@@ -47,6 +47,7 @@ impl Compartment {
         if let Some(reason) = rt.refused {
             return Err(Error::Unavailable { reason });
         }
+        crate::statics::check_at_compartment(rt.backend)?;
         if rt.backend != Backend::None {
             let probe = Box::new(0u64);
             if !crate::alloc::is_protected_region(&*probe as *const u64 as usize) {

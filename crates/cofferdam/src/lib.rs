@@ -45,7 +45,9 @@
 //! `docs/stacks.md` and `docs/guard.md`). In short: the `mpk` backend keeps
 //! foreign code out of the Rust heap and (below their top page) the Rust
 //! stacks, turns its faults into errors, and stops it from granting itself
-//! rights by the means listed there; Rust statics are not protected.
+//! rights by the means listed there. Rust's statics and thread-locals carry P
+//! too when the binary is linked with Cofferdam's layout (one line in its
+//! build script: `cofferdam_build::protect_statics();`).
 
 #![deny(missing_docs)]
 #![deny(unsafe_op_in_unsafe_fn)]
@@ -59,6 +61,8 @@ mod fault;
 mod foreign;
 mod gate;
 mod guard;
+mod interpose;
+mod statics;
 mod sys;
 pub mod validate;
 
@@ -91,12 +95,16 @@ pub fn backend() -> Backend {
 }
 
 /// Starts the runtime now rather than at first use, and reports an error if
-/// the requested protection is not available.
+/// the requested protection is not available (including Rust statics and
+/// thread-locals under `COFFERDAM_REQUIRE_STATICS=1`).
 pub fn init() -> Result<Info, Error> {
     let i = info();
     match i.refused {
         Some(reason) => Err(Error::Unavailable { reason }),
-        None => Ok(i),
+        None => {
+            statics::require()?;
+            Ok(i)
+        }
     }
 }
 
@@ -138,6 +146,14 @@ pub struct Info {
     pub signal_frames_unprotected: Option<&'static str>,
     /// Bytes of foreign stack each thread gets.
     pub foreign_stack: usize,
+    /// Rust's writable statics (`.data`, `.bss`) carry P; `None` when they
+    /// do, else why not (naming the linker when it is the cause).
+    pub statics_unprotected: Option<String>,
+    /// Bytes of Rust statics tagged with P.
+    pub statics_bytes: usize,
+    /// Rust's thread-locals carry P from each thread's first gate call;
+    /// `None` when they do, else why not.
+    pub thread_locals_unprotected: Option<String>,
     /// The protected address interval `(start, length)`: the one
     /// reservation everything the allocator hands out is carved from.
     pub protected_range: Option<(usize, usize)>,
@@ -171,6 +187,9 @@ pub fn info() -> Info {
         stacks_unprotected: gate::thread::stack_problem(),
         signal_frames_unprotected: gate::thread::frames_problem(),
         foreign_stack: gate::config::get().foreign_stack,
+        statics_unprotected: statics::problem().map(statics::explain),
+        statics_bytes: statics::data_range().map_or(0, |(s, e)| e - s),
+        thread_locals_unprotected: statics::tls_problem().map(statics::explain),
         protected_range: alloc::reservation(),
         guard: guard::info(),
     }
@@ -234,6 +253,23 @@ impl fmt::Display for Info {
                 "signal frames:    authenticated (on P-tagged alternate stacks) before handlers get rights"
             )?,
             Some(why) => writeln!(f, "signal frames:    NOT authenticated: {why}")?,
+        }
+        match &self.statics_unprotected {
+            None => writeln!(
+                f,
+                "statics:          protected (key {}), {} KiB of Rust .data/.bss",
+                self.pkey.unwrap_or(0),
+                self.statics_bytes >> 10
+            )?,
+            Some(why) => writeln!(f, "statics:          NOT protected: {why}")?,
+        }
+        match &self.thread_locals_unprotected {
+            None => writeln!(
+                f,
+                "thread-locals:    protected (key {}), tagged at each thread's first gate call",
+                self.pkey.unwrap_or(0)
+            )?,
+            Some(why) => writeln!(f, "thread-locals:    NOT protected: {why}")?,
         }
         writeln!(
             f,

@@ -9,7 +9,6 @@
 mod common;
 
 use core::ffi::{c_char, c_int, c_void};
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use cofferdam::{Access, Error, FaultKind, ForeignBox, ForeignBuf, ForeignPtr, ForeignVec};
 
@@ -55,16 +54,10 @@ pub enum Color {
 }
 
 // Stand-ins for C functions that return what their declaration does not
-// allow. They are Rust, but they run through the gate like C code: with the
-// mpk backend they must not touch the Rust heap, so they only read statics.
-// The sandboxed block declares them with the types the caller expects.
-
-static RETURN: AtomicUsize = AtomicUsize::new(0);
-
-#[no_mangle]
-extern "C" fn cdtest_word() -> usize {
-    RETURN.load(Ordering::Relaxed)
-}
+// allow: `cd_get_word` (C, attacks/c/statics.c) returns a word kept in C's
+// memory, declared below with the types the caller expects. (A Rust
+// stand-in reading a Rust static would fault on the mpk backend: Rust's
+// statics carry P.)
 
 #[export_name = "cdtest_echo_status"]
 extern "C" fn echo_status(s: i32) -> i32 {
@@ -79,17 +72,17 @@ extern "C" fn echo_status(s: i32) -> i32 {
     safe(lying_bool, lying_status, lying_color, lying_char, lying_ptr, lying_nonzero)
 )]
 extern "C" {
-    #[link_name = "cdtest_word"]
+    #[link_name = "cd_get_word"]
     fn lying_bool() -> bool;
-    #[link_name = "cdtest_word"]
+    #[link_name = "cd_get_word"]
     fn lying_status() -> Status;
-    #[link_name = "cdtest_word"]
+    #[link_name = "cd_get_word"]
     fn lying_color() -> Color;
-    #[link_name = "cdtest_word"]
+    #[link_name = "cd_get_word"]
     fn lying_char() -> char;
-    #[link_name = "cdtest_word"]
+    #[link_name = "cd_get_word"]
     fn lying_ptr() -> *mut u8;
-    #[link_name = "cdtest_word"]
+    #[link_name = "cd_get_word"]
     fn lying_nonzero() -> core::num::NonZeroU32;
     #[cofferdam(safe)]
     fn cdtest_echo_status(s: Status) -> Status;
@@ -100,7 +93,8 @@ static WORD: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 fn returning<R>(word: usize, f: impl FnOnce() -> R) -> R {
     let _g = WORD.lock().unwrap_or_else(|e| e.into_inner());
-    RETURN.store(word, Ordering::Relaxed);
+    // SAFETY: cd_set_word(uintptr_t) stores the word in a C global.
+    unsafe { cofferdam_attacks::statics::ffi::cd_set_word(word) };
     f()
 }
 
@@ -330,10 +324,16 @@ fn foreign_code_cannot_write_the_rust_heap_through_a_wrapper() {
 fn validate_call_checks_returns_of_compartment_calls() {
     let c = cofferdam::Compartment::new("manual").unwrap();
     returning(9, || {
-        // SAFETY: cdtest_word() -> usize, called as returning a bool.
-        let r: Result<bool, Error> =
-            unsafe { cofferdam::validate::call(&c, "cdtest_word", cdtest_word as *const (), ()) };
-        invalid(r, "cdtest_word", "9 is not a bool");
+        // SAFETY: cd_get_word() -> uintptr_t, called as returning a bool.
+        let r: Result<bool, Error> = unsafe {
+            cofferdam::validate::call(
+                &c,
+                "cd_get_word",
+                cofferdam_attacks::statics::ffi::cd_get_word as *const (),
+                (),
+            )
+        };
+        invalid(r, "cd_get_word", "9 is not a bool");
     });
 }
 

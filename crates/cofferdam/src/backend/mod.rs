@@ -105,6 +105,10 @@ fn init_slow() {
             RUNTIME.1.store(READY, Ordering::Release);
             // Signal handling needs `runtime()` to answer: after READY.
             crate::fault::install(&rt);
+            // Rust's statics into the protected domain (needs the gate
+            // configured: its page stays untagged).
+            crate::statics::protect(&rt);
+            crate::interpose::keep();
         }
         Err(_) => {
             while RUNTIME.1.load(Ordering::Acquire) != READY {

@@ -28,8 +28,10 @@ pub(crate) struct SignalContext {
 impl SignalContext {
     /// # Safety
     /// `info` and `ctx` are what the kernel passed to the running
-    /// SA_SIGINFO handler, for a frame the signal entry authenticated; the
-    /// value is used only while that handler runs.
+    /// SA_SIGINFO handler, and the value is used only while that handler
+    /// runs. Only for a frame the signal entry authenticated is what it
+    /// reads the kernel's word (`cofferdam_signal_untrusted` reads one it
+    /// could not authenticate, as untrusted input, without rights).
     pub(crate) unsafe fn new(info: *mut libc::siginfo_t, ctx: *mut c_void) -> Self {
         SignalContext {
             info,

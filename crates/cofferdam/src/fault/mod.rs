@@ -271,11 +271,25 @@ pub(crate) extern "C" fn cofferdam_signal_untrusted(
             libc::SIGSEGV | libc::SIGBUS | libc::SIGILL | libc::SIGFPE | libc::SIGTRAP
         ) {
             if code > 0 {
+                // Who faulted? The frame is not authenticated, so its PKRU
+                // only chooses between two ways to stop: a thread whose code
+                // ran without P's rights (one foreign code started) is ended,
+                // and the program carries on; one that had them (trusted code
+                // on a thread Cofferdam never adopted) ends the process, as
+                // its fault would have without Cofferdam. Lying about it
+                // gains nothing but the choice between the two.
+                let cx = SignalContext::new(info, ctx);
+                if cx.foreign() {
+                    crate::sys::write_stderr(
+                        b"cofferdam: a thread foreign code started faulted; ending that thread\n",
+                    );
+                    crate::sys::exit_thread();
+                }
                 crate::sys::write_stderr(
-                    b"cofferdam: a thread without a Cofferdam state (started by foreign code) \
-                      faulted; ending that thread\n",
+                    b"cofferdam: a fault on a thread without a Cofferdam state (not adopted: \
+                      started before the runtime or without pthread_create); ending the process\n",
                 );
-                crate::sys::exit_thread();
+                crate::sys::tgkill(crate::sys::getpid(), crate::sys::gettid(), libc::SIGKILL);
             }
             return;
         }

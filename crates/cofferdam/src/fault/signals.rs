@@ -279,10 +279,10 @@ pub(crate) unsafe fn forward(sig: c_int, info: *mut libc::siginfo_t, ctx: *mut c
 /// # Safety
 /// As for `sigaction(2)`.
 unsafe fn hook(sig: c_int, act: *const libc::sigaction, old: *mut libc::sigaction) -> c_int {
-    if !INSTALLED.load(Ordering::Acquire) || !managed(sig) {
-        // SAFETY: forwarded contract.
-        return unsafe { sys::real_sigaction(sig, act, old) };
-    }
+    // Foreign code first, before anything reads a static: Rust's statics
+    // (INSTALLED, the table) carry P on the mpk backend and foreign code runs
+    // without it. `foreign_running` reads only PKRU and the untagged config
+    // page there (issue 14).
     if gate::foreign_running() {
         // Foreign code may set SIG_DFL or SIG_IGN for signals that are not
         // Cofferdam's, and nothing else: a handler of its own would run on a
@@ -290,13 +290,18 @@ unsafe fn hook(sig: c_int, act: *const libc::sigaction, old: *mut libc::sigactio
         // restore whatever PKRU the frame said; the filter refuses it
         // without the token anyway). Deny by default.
         // SAFETY: the caller passes a valid action when non-null.
-        if !act.is_null()
+        if managed(sig)
+            && !act.is_null()
             && (is_reserved_signal(sig) || is_function(unsafe { (*act).sa_sigaction }))
         {
             // SAFETY: errno is thread-local.
             unsafe { *libc::__errno_location() = libc::EPERM };
             return -1;
         }
+        // SAFETY: forwarded contract.
+        return unsafe { sys::real_sigaction(sig, act, old) };
+    }
+    if !INSTALLED.load(Ordering::Acquire) || !managed(sig) {
         // SAFETY: forwarded contract.
         return unsafe { sys::real_sigaction(sig, act, old) };
     }

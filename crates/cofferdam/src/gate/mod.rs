@@ -25,6 +25,8 @@
 
 mod asm;
 pub(crate) mod config;
+// The statics layout's linker symbols (weak) and TLS offsets.
+pub(crate) mod layout;
 pub(crate) mod thread;
 // The syscall guard's token re-issue (asm; kept out of the gate's own file).
 pub(crate) mod syscall;

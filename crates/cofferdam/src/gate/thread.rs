@@ -89,6 +89,10 @@ pub(crate) struct ThreadState {
     /// live threads do not overlap).
     pub id_lo: usize,
     pub id_hi: usize,
+    /// The thread's Rust TLS pages, tagged with P (0, 0 if not). Read by
+    /// other threads (`contains_protected`).
+    pub tls_lo: AtomicUsize,
+    pub tls_hi: AtomicUsize,
 }
 
 /// Whether stacks are tagged, and why not: written when the runtime starts
@@ -351,6 +355,8 @@ pub(crate) fn adopt() -> Result<*mut ThreadState, &'static str> {
         (*st).stack_hi.store(0, Ordering::Relaxed);
         (*st).id_lo = 0;
         (*st).id_hi = 0;
+        (*st).tls_lo.store(0, Ordering::Relaxed);
+        (*st).tls_hi.store(0, Ordering::Relaxed);
     }
     // The thread's stack, for the cheap ownership check (if it cannot be
     // determined, every check reads the FS base).
@@ -418,6 +424,10 @@ fn enter() -> Result<*mut ThreadState, &'static str> {
     if c.tag_stacks != 0 {
         // SAFETY: our entry.
         unsafe { tag_stack(&mut *st, c.pkey) };
+    }
+    if c.deny_mask != 0 {
+        // SAFETY: our entry.
+        unsafe { tag_tls(&mut *st, c.pkey) };
     }
     Ok(st)
 }
@@ -528,6 +538,62 @@ fn tag_stack(st: &mut ThreadState, pkey: u32) {
     }
 }
 
+/// Tags this thread's Rust thread-locals (the pages `crate::statics` found
+/// below the thread pointer) with P.
+fn tag_tls(st: &mut ThreadState, pkey: u32) {
+    let fs = st.fs_base.load(Ordering::Relaxed) as usize;
+    let Some((lo, hi)) = crate::statics::tls_range(fs) else {
+        return;
+    };
+    // The range lies below the thread pointer (the TCB, with the canary at
+    // fs:0x28, starts at it): checked again here, cheaply.
+    // The thread pointer must be page-aligned (glibc aligns it to the TLS
+    // segment's alignment, a page with the layout), or the pages would hold
+    // more than Rust's thread-locals.
+    let page = sys::page_size();
+    if hi > fs || lo >= hi || lo % page != 0 || hi % page != 0 {
+        crate::statics::note_tls_failure();
+        return;
+    }
+    // SAFETY: [lo, hi) are this thread's own Rust TLS pages, page-aligned
+    // and holding nothing but Rust's thread-locals (the layout pads them to
+    // whole pages; `statics::tls_offsets` checked it); tagging changes who
+    // may access them, not what they hold, and this thread has P's rights.
+    if unsafe { retag_trusted(lo, hi - lo, pkey) } {
+        st.tls_lo.store(lo, Ordering::Relaxed);
+        st.tls_hi.store(hi, Ordering::Release);
+    } else {
+        crate::statics::note_tls_failure();
+    }
+}
+
+/// `pkey_mprotect(addr, len, PROT_READ | PROT_WRITE, key)` from trusted
+/// code, issued with the syscall guard's token (read from protected memory
+/// into the sixth argument register only, `gate/syscall.rs`), so that the
+/// guard lets it through without a SIGSYS trap and re-issue: two of these
+/// per thread (tag at the first call, untag at exit) stay cheap. Without a
+/// guard the token word is 0 and the kernel ignores the sixth argument.
+///
+/// # Safety
+/// As for `sys::pkey_mprotect`: the caller owns the pages.
+unsafe fn retag_trusted(addr: usize, len: usize, key: u32) -> bool {
+    let prot = (libc::PROT_READ | libc::PROT_WRITE) as u64;
+    match crate::alloc::state_area() {
+        // SAFETY: the token's home is the state area's first word, readable
+        // with the rights trusted code runs with; the syscall is the one
+        // the caller is entitled to (caller's contract).
+        Some(tok) => unsafe {
+            super::syscall::syscall_with_token(
+                libc::SYS_pkey_mprotect,
+                [addr as u64, len as u64, prot, key as u64, 0],
+                tok as *const u64,
+            ) == 0
+        },
+        // SAFETY: forwarded contract.
+        None => unsafe { sys::pkey_mprotect(addr as *mut c_void, len, prot as i32, key) }.is_ok(),
+    }
+}
+
 struct ExitGuard;
 
 impl Drop for ExitGuard {
@@ -588,6 +654,18 @@ fn leave() {
     st.id_lo = 0;
     st.id_hi = 0;
     asm::set_tls_state(0);
+    // The Rust TLS pages back to key 0, after the last write to our TLS
+    // slot above (glibc reuses the block for the next thread on this stack).
+    let (lo, hi) = (
+        st.tls_lo.load(Ordering::Relaxed),
+        st.tls_hi.load(Ordering::Relaxed),
+    );
+    if hi > lo {
+        // SAFETY: the range this thread tagged in `tag_tls`.
+        let _ = unsafe { retag_trusted(lo, hi - lo, 0) };
+        st.tls_hi.store(0, Ordering::Release);
+        st.tls_lo.store(0, Ordering::Relaxed);
+    }
     st.fs_base.store(0, Ordering::Release);
 }
 
@@ -730,7 +808,7 @@ pub fn is_protected(addr: usize, len: usize) -> bool {
     let Some(end) = addr.checked_add(len) else {
         return true;
     };
-    if crate::alloc::overlaps_protected(addr, end) {
+    if crate::alloc::overlaps_protected(addr, end) || crate::statics::overlaps(addr, end) {
         return true;
     }
     let c = config::get();
@@ -755,6 +833,16 @@ pub fn is_protected(addr: usize, len: usize) -> bool {
             (
                 (*e).stack_lo.load(Ordering::Relaxed),
                 (*e).stack_hi.load(Ordering::Acquire),
+            )
+        };
+        if hi > lo && addr < hi && end > lo {
+            return true;
+        }
+        // SAFETY: as above, for the thread's tagged TLS pages.
+        let (lo, hi) = unsafe {
+            (
+                (*e).tls_lo.load(Ordering::Relaxed),
+                (*e).tls_hi.load(Ordering::Acquire),
             )
         };
         if hi > lo && addr < hi && end > lo {

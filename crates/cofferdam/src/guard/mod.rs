@@ -144,6 +144,10 @@ fn install() -> Result<(), &'static str> {
         (start as u64, (start + len) as u64),
         (cfg as u64, (cfg + 4096) as u64),
         (table as u64, (table + table_len) as u64),
+        // Rust's tagged statics (issue 14), or the table again when untagged.
+        crate::statics::data_range()
+            .map(|(s, e)| (s as u64, e as u64))
+            .unwrap_or((table as u64, (table + table_len) as u64)),
     ];
     let policy = bpf::program(&ranges, token);
     // Scoped to this process's code (`scope.rs`): programs this process

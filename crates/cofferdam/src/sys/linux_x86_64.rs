@@ -504,3 +504,28 @@ pub(crate) fn add_onstack(sig: c_int) {
         )
     };
 }
+
+/// The executable's `PT_TLS` program header: `(p_vaddr, p_memsz, p_align)`
+/// at link time, from the program headers the kernel reported (`AT_PHDR`).
+pub(crate) fn exe_tls_segment() -> Option<(usize, usize, usize)> {
+    // SAFETY: getauxval has no preconditions.
+    let (phdr, phnum) = unsafe {
+        (
+            libc::getauxval(libc::AT_PHDR) as usize,
+            libc::getauxval(libc::AT_PHNUM) as usize,
+        )
+    };
+    if phdr == 0 {
+        return None;
+    }
+    (0..phnum).find_map(|i| {
+        // SAFETY: the kernel mapped `phnum` program headers of the
+        // executable at `phdr` (AT_PHDR); they stay mapped read-only.
+        let ph = unsafe { &*(phdr as *const libc::Elf64_Phdr).add(i) };
+        (ph.p_type == libc::PT_TLS).then_some((
+            ph.p_vaddr as usize,
+            ph.p_memsz as usize,
+            ph.p_align as usize,
+        ))
+    })
+}
