@@ -675,12 +675,19 @@ core::arch::global_asm!(
     ".p2align 4",
     "cofferdam_user_sigreturn:",
     "    mov rbx, rdi",
+    // The handler runs with the interrupted mask plus its own: unblocking
+    // what the interrupted code had unblocked restores it (SIG_UNBLOCK never
+    // blocks, so the syscall guard lets it through without the token).
+    "    mov rax, qword ptr [rbx + {uc_sigmask}]",
+    "    not rax",
+    "    push rax",
     "    mov eax, {sys_rt_sigprocmask}",
-    "    mov edi, 2",                             // SIG_SETMASK
-    "    lea rsi, [rbx + {uc_sigmask}]",
+    "    mov edi, 1",                             // SIG_UNBLOCK
+    "    mov rsi, rsp",
     "    xor edx, edx",
     "    mov r10d, 8",
     "    syscall",
+    "    pop rax",
     "    mov rax, qword ptr [rbx + {uc_fpregs}]",
     "    test rax, rax",
     "    jz 141f",

@@ -454,10 +454,26 @@ unsafe fn arm_alt_stack(st: &mut ThreadState, index: usize) {
     }
     let page = sys::page_size();
     let (lo, hi) = alt_slot(index);
+    // Both calls are made with the syscall guard's token where it is on:
+    // the thread has no alternate stack yet, so a trap here would be
+    // handled as a stateless thread's (without rights, refused).
+    let tok = crate::guard::sigreturn_token();
     if st.alt_guarded == 0 {
         // SAFETY: the lowest page of this entry's slot, which only the
-        // entry's owner uses.
-        let _ = unsafe { sys::mprotect((lo - page) as *mut c_void, page, libc::PROT_NONE) };
+        // entry's owner uses; `tok` is null or the token (rights held).
+        let _ = unsafe {
+            sys::trusted_syscall(
+                libc::SYS_mprotect,
+                [
+                    (lo - page) as u64,
+                    page as u64,
+                    libc::PROT_NONE as u64,
+                    0,
+                    0,
+                ],
+                tok,
+            )
+        };
         st.alt_guarded = 1;
     }
     let ss = libc::stack_t {
@@ -469,7 +485,14 @@ unsafe fn arm_alt_stack(st: &mut ThreadState, index: usize) {
     // this is not a signal handler, so the thread is not running on its
     // current alternate stack (if it had one, the standard library's, that
     // one is replaced here and still unmapped by its owner at thread exit).
-    if unsafe { sys::real_sigaltstack(&ss, ptr::null_mut()) } == 0 {
+    if unsafe {
+        sys::trusted_syscall(
+            libc::SYS_sigaltstack,
+            [&ss as *const libc::stack_t as u64, 0, 0, 0, 0],
+            tok,
+        )
+    } == 0
+    {
         st.alt_armed = 1;
     }
 }
@@ -633,18 +656,6 @@ fn leave() {
         st.stack_hi.store(0, Ordering::Release);
         st.stack_lo.store(0, Ordering::Relaxed);
     }
-    if st.alt_armed != 0 {
-        let ss = libc::stack_t {
-            ss_sp: ptr::null_mut(),
-            ss_flags: libc::SS_DISABLE,
-            ss_size: 0,
-        };
-        // SAFETY: disables the alternate stack (we are not running on it:
-        // TLS destructors run on the thread's own stack). The slot stays
-        // mapped for the entry's next owner.
-        unsafe { sys::real_sigaltstack(&ss, ptr::null_mut()) };
-        st.alt_armed = 0;
-    }
     if st.foreign_map != 0 {
         // SAFETY: the foreign stack is unused: no gate call is open.
         unsafe { sys::unmap(st.foreign_map as *mut u8, st.foreign_map_len) };
@@ -665,6 +676,22 @@ fn leave() {
         let _ = unsafe { retag_trusted(lo, hi - lo, 0) };
         st.tls_hi.store(0, Ordering::Release);
         st.tls_lo.store(0, Ordering::Relaxed);
+    }
+    // The alternate stack last: until here every trapped system call above
+    // is framed on it and handled with rights (authenticated); after it, the
+    // thread's last calls (glibc's teardown) are handled as a stateless
+    // thread's.
+    if st.alt_armed != 0 {
+        let ss = libc::stack_t {
+            ss_sp: ptr::null_mut(),
+            ss_flags: libc::SS_DISABLE,
+            ss_size: 0,
+        };
+        // SAFETY: disables the alternate stack (we are not running on it:
+        // TLS destructors run on the thread's own stack). The slot stays
+        // mapped for the entry's next owner.
+        unsafe { sys::real_sigaltstack(&ss, ptr::null_mut()) };
+        st.alt_armed = 0;
     }
     st.fs_base.store(0, Ordering::Release);
 }

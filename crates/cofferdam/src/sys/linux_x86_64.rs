@@ -237,6 +237,30 @@ pub(crate) unsafe fn real_sigaltstack(ss: *const libc::stack_t, old: *mut libc::
     }
 }
 
+/// System call `nr` made by trusted code with the syscall guard's token in
+/// the sixth argument register when `token` is not null (so the guard's
+/// filter lets it through without a trap), plainly otherwise. Returns the
+/// kernel's result (negative errno on error).
+///
+/// # Safety
+/// As for the system call; `token` is null or points to the guard's token
+/// (readable: the caller holds P's rights).
+pub(crate) unsafe fn trusted_syscall(nr: i64, a: [u64; 5], token: *const u64) -> i64 {
+    if token.is_null() {
+        // SAFETY: forwarded contract.
+        let r = unsafe { libc::syscall(nr, a[0], a[1], a[2], a[3], a[4]) };
+        return if r == -1 {
+            -(io::Error::last_os_error()
+                .raw_os_error()
+                .unwrap_or(libc::EINVAL) as i64)
+        } else {
+            r
+        };
+    }
+    // SAFETY: forwarded contract.
+    unsafe { crate::gate::syscall::syscall_with_token(nr, a, token) }
+}
+
 /// Disables this thread's alternate signal stack (as `SS_AUTODISARM` does
 /// while a handler runs).
 pub(crate) fn disable_alt_stack() {
