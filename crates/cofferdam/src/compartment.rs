@@ -27,6 +27,61 @@ struct Inner {
     name: String,
     backend: Backend,
     poisoned: AtomicBool,
+    /// The helper process, on the `process` backend.
+    process: Option<backend::process::Engine>,
+}
+
+/// Options of a new [`Compartment`]: [`Compartment::builder`].
+#[derive(Clone, Debug)]
+pub struct CompartmentBuilder {
+    name: String,
+    backend: Option<Backend>,
+    limits: backend::process::Limits,
+}
+
+impl CompartmentBuilder {
+    /// Runs this compartment on `backend` rather than the one in force.
+    /// Only [`Backend::Process`] may differ from the backend in force (a
+    /// compartment in a helper process beside in-process ones); asking for
+    /// another is [`Error::Unavailable`] at [`CompartmentBuilder::build`].
+    pub fn backend(mut self, backend: Backend) -> Self {
+        self.backend = Some(backend);
+        self
+    }
+
+    /// As [`CompartmentBuilder::backend`], by name (`"process"`, `"mpk"`,
+    /// ...): what `#[cofferdam::sandbox(backend = "...")]` uses. An unknown
+    /// name is [`Error::Unavailable`] at build.
+    pub fn backend_named(mut self, name: &str) -> Self {
+        self.backend = Some(Backend::from_name(name).unwrap_or(Backend::None));
+        if Backend::from_name(name).is_none() {
+            self.limits.unknown_backend = true;
+        }
+        self
+    }
+
+    /// A call that runs longer than `t` kills the helper process and
+    /// returns [`Error::Timeout`]; the compartment is poisoned. Process
+    /// backend only.
+    pub fn timeout(mut self, t: core::time::Duration) -> Self {
+        self.limits.timeout = Some(t);
+        self
+    }
+
+    /// Caps the helper process's private writable memory (its `malloc` heap,
+    /// thread stacks and private mappings: `RLIMIT_DATA`) at `bytes`; the
+    /// library's allocations beyond it fail. The shared foreign arena is not
+    /// counted. Process backend only.
+    pub fn memory_limit(mut self, bytes: u64) -> Self {
+        self.limits.memory = Some(bytes);
+        self
+    }
+
+    /// The compartment ([`Compartment::new`]'s errors, and
+    /// [`Error::Process`] if its helper process cannot start).
+    pub fn build(self) -> Result<Compartment, Error> {
+        Compartment::build(self)
+    }
 }
 
 impl Compartment {
@@ -35,9 +90,51 @@ impl Compartment {
     /// global allocator while a protecting backend is in force
     /// ([`Error::HeapNotProtected`]).
     pub fn new(name: &str) -> Result<Compartment, Error> {
+        Compartment::builder(name).build()
+    }
+
+    /// A compartment with options: its own backend (`process` beside
+    /// in-process compartments), a call timeout, a memory limit.
+    ///
+    /// ```
+    /// # #[global_allocator]
+    /// # static GLOBAL: cofferdam::ProtectedAlloc = cofferdam::ProtectedAlloc;
+    /// let decoder = cofferdam::Compartment::builder("decoder")
+    ///     .backend(cofferdam::Backend::Process)
+    ///     .timeout(std::time::Duration::from_secs(5))
+    ///     .memory_limit(256 << 20)
+    ///     .build()?;
+    /// assert_eq!(decoder.backend(), cofferdam::Backend::Process);
+    /// # Ok::<(), cofferdam::Error>(())
+    /// ```
+    pub fn builder(name: &str) -> CompartmentBuilder {
+        CompartmentBuilder {
+            name: name.to_owned(),
+            backend: None,
+            limits: Default::default(),
+        }
+    }
+
+    fn build(b: CompartmentBuilder) -> Result<Compartment, Error> {
         let rt = backend::runtime();
         if let Some(reason) = rt.refused {
             return Err(Error::Unavailable { reason });
+        }
+        if b.limits.unknown_backend {
+            return Err(Error::Unavailable {
+                reason: "unknown backend name (use mpk, process, split or none)",
+            });
+        }
+        let chosen = b.backend.unwrap_or(rt.backend);
+        if chosen != rt.backend && chosen != Backend::Process {
+            return Err(Error::Unavailable {
+                reason: "only the process backend can be chosen per compartment; the others are chosen for the whole program (COFFERDAM_BACKEND)",
+            });
+        }
+        if chosen != Backend::Process && (b.limits.timeout.is_some() || b.limits.memory.is_some()) {
+            return Err(Error::Unavailable {
+                reason: "call timeouts and memory limits need the process backend",
+            });
         }
         if rt.backend != Backend::None {
             let probe = Box::new(0u64);
@@ -51,13 +148,38 @@ impl Compartment {
             // carry them.
             crate::guard::ensure()?;
         }
+        let process = if chosen == Backend::Process {
+            Some(backend::process::Engine::new(b.limits)?)
+        } else {
+            None
+        };
         Ok(Compartment {
             inner: Arc::new(Inner {
-                name: name.to_owned(),
-                backend: rt.backend,
+                name: b.name,
+                backend: chosen,
                 poisoned: AtomicBool::new(false),
+                process,
             }),
         })
+    }
+
+    /// Makes a poisoned compartment usable again. On the `process` backend
+    /// this is a real reset: the helper process is killed and a fresh one
+    /// started, so the library's statics and heap start over (foreign
+    /// memory in the shared arena stays as it is). On the in-process
+    /// backends only the poison is cleared: the library's state is what the
+    /// fault left.
+    pub fn renew(&self) -> Result<(), Error> {
+        if let Some(p) = &self.inner.process {
+            p.renew()?;
+        }
+        self.inner.poisoned.store(false, Ordering::Release);
+        Ok(())
+    }
+
+    /// The helper process's id, on the `process` backend (while one runs).
+    pub fn helper_pid(&self) -> Option<i32> {
+        self.inner.process.as_ref().and_then(|p| p.pid())
     }
 
     /// A compartment for a shared library loaded from `path`: the file's
@@ -225,6 +347,14 @@ impl Compartment {
         }
         assert!(regs.nsse <= 8, "at most eight SSE argument registers");
         assert!(regs.callbacks.len() <= 6, "at most six callbacks per call");
+        assert!(
+            regs.stack.len() <= crate::gate::MAX_STACK_ARGS,
+            "the gate carries at most {} stack arguments",
+            crate::gate::MAX_STACK_ARGS
+        );
+        if let Some(p) = &self.inner.process {
+            return self.call_process(p, function, f, regs);
+        }
         if self.inner.backend == Backend::None {
             // SAFETY: forwarded contract.
             return Ok(unsafe { call_direct(f, regs) });
@@ -252,6 +382,22 @@ impl Compartment {
         } else {
             Err(self.failed(function, &mut frame, returned))
         }
+    }
+
+    /// A call on the process backend; a fault or timeout poisons.
+    #[inline(never)]
+    fn call_process(
+        &self,
+        p: &backend::process::Engine,
+        function: &'static str,
+        f: *const (),
+        regs: &CallRegs<'_>,
+    ) -> Result<Returned, Error> {
+        let r = p.call(&self.inner.name, function, f, regs);
+        if matches!(r, Err(Error::Fault(_)) | Err(Error::Timeout { .. })) {
+            self.inner.poisoned.store(true, Ordering::Release);
+        }
+        r
     }
 
     /// The error of a call that faulted (`returned` false) or whose callback

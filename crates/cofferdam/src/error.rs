@@ -25,6 +25,14 @@ pub enum FaultKind {
         /// Its name (`pkey_mprotect`, `mprotect`, ...).
         name: &'static str,
     },
+    /// The helper process of a `process` compartment was ended by this
+    /// signal without a fault of its own to report: `abort` (SIGABRT),
+    /// SIGKILL from anyone (the OOM killer, a timeout of another call),
+    /// SIGILL, SIGFPE.
+    Signal(i32),
+    /// The helper process of a `process` compartment exited with this
+    /// status: the library called `exit`.
+    Exit(i32),
 }
 
 impl FaultKind {
@@ -37,6 +45,8 @@ impl FaultKind {
             FaultKind::Bus => "bus",
             FaultKind::Other(_) => "other",
             FaultKind::Syscall { .. } => "syscall",
+            FaultKind::Signal(_) => "signal",
+            FaultKind::Exit(_) => "exit",
         }
     }
 }
@@ -94,6 +104,25 @@ impl fmt::Display for Fault {
                 self.function, self.compartment, self.address, self.ip
             );
         }
+        match self.kind {
+            FaultKind::Exit(code) => {
+                return write!(
+                    f,
+                    "foreign function `{}` in compartment `{}` ended its helper process: exit({code})",
+                    self.function, self.compartment
+                )
+            }
+            FaultKind::Signal(sig) => {
+                return write!(
+                    f,
+                    "foreign function `{}` in compartment `{}` ended its helper process: signal {sig} ({})",
+                    self.function,
+                    self.compartment,
+                    signal_name(sig)
+                )
+            }
+            _ => {}
+        }
         write!(
             f,
             "foreign function `{}` in compartment `{}` faulted: {} of {:#x} ({}",
@@ -110,6 +139,22 @@ impl fmt::Display for Fault {
     }
 }
 
+fn signal_name(sig: i32) -> &'static str {
+    match sig {
+        libc::SIGABRT => "SIGABRT",
+        libc::SIGKILL => "SIGKILL",
+        libc::SIGILL => "SIGILL",
+        libc::SIGFPE => "SIGFPE",
+        libc::SIGSEGV => "SIGSEGV",
+        libc::SIGBUS => "SIGBUS",
+        libc::SIGSYS => "SIGSYS",
+        libc::SIGTRAP => "SIGTRAP",
+        libc::SIGTERM => "SIGTERM",
+        libc::SIGXCPU => "SIGXCPU",
+        _ => "another signal",
+    }
+}
+
 /// Why a call through a compartment did not return a value.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
@@ -121,6 +166,22 @@ pub enum Error {
     Poisoned {
         /// The compartment's name.
         compartment: String,
+    },
+    /// The call ran longer than the compartment's timeout (process backend):
+    /// its helper process was killed and the compartment is poisoned.
+    Timeout {
+        /// The compartment's name.
+        compartment: String,
+        /// The foreign function.
+        function: &'static str,
+        /// How long it had run.
+        after: core::time::Duration,
+    },
+    /// The helper process of a `process` compartment could not be started
+    /// or set up.
+    Process {
+        /// Why.
+        reason: String,
     },
     /// The protection that was asked for cannot be given here (for example
     /// `COFFERDAM_BACKEND=mpk` on a CPU without protection keys). Cofferdam
@@ -180,6 +241,15 @@ impl fmt::Display for Error {
                 write!(f, "compartment `{compartment}` is poisoned by an earlier fault and refuses calls")
             }
             Error::Unavailable { reason } => write!(f, "protection unavailable: {reason}"),
+            Error::Timeout {
+                compartment,
+                function,
+                after,
+            } => write!(
+                f,
+                "foreign function `{function}` in compartment `{compartment}` timed out after {after:?}; its helper process was killed and the compartment is poisoned"
+            ),
+            Error::Process { reason } => write!(f, "process backend: {reason}"),
             Error::Invalid { function, detail } => {
                 write!(f, "foreign function `{function}` returned an invalid value: {detail}")
             }

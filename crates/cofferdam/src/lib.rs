@@ -56,6 +56,7 @@ mod fault;
 mod foreign;
 mod gate;
 mod guard;
+mod state;
 mod sys;
 pub mod validate;
 
@@ -65,7 +66,8 @@ pub use backend::DEFAULT_FOREIGN_STACK_KIB;
 pub use callback::{Callback, CallbackArg, CallbackRef, CallbackRet, CallbackSig};
 pub use cofferdam_macros::{sandbox, ForeignEnum};
 pub use compartment::{
-    ArmedCallback, CallRegs, Compartment, GateArg, GateArgs, GateReturn, Returned,
+    ArmedCallback, CallRegs, Compartment, CompartmentBuilder, GateArg, GateArgs, GateReturn,
+    Returned,
 };
 pub use error::{Access, Error, Fault, FaultKind};
 pub use fault::is_wrapped as signal_is_wrapped;
@@ -176,6 +178,9 @@ impl fmt::Display for Info {
                 "split (unprotected: separate heap, contained faults, no memory protection)"
             }
             Backend::None => "none (unprotected)",
+            Backend::Process => {
+                "process (protected: each compartment in a helper process of its own)"
+            }
         };
         writeln!(f, "backend:          {label}")?;
         writeln!(f, "why:              {}", self.reason)?;

@@ -229,7 +229,7 @@ fn forcing_an_unavailable_backend_is_an_error_not_a_fallback() {
         println!("CHILD-OK {err}");
         return;
     }
-    let mut forced = vec!["process", "bogus"];
+    let mut forced = vec!["bogus"];
     if cofferdam::info().pkey.is_none() && cofferdam::backend() != Backend::None {
         forced.push("mpk");
     }
