@@ -43,6 +43,14 @@ pub(crate) fn expand(
         }
     });
     let wrappers = fns.iter().map(|c| wrapper(&module, cfgs, c, compartment));
+    let backend = args.backend.as_ref().map(|b| quote! { .backend_named(#b) });
+    let timeout = args.timeout_ms.as_ref().map(|n| {
+        quote! { .timeout(::core::time::Duration::from_millis(#n)) }
+    });
+    let memory = args
+        .memory_limit
+        .as_ref()
+        .map(|n| quote! { .memory_limit(#n) });
     quote! {
         #(#cfgs)*
         #[doc(hidden)]
@@ -63,7 +71,11 @@ pub(crate) fn expand(
                 static COMPARTMENT: ::std::sync::OnceLock<
                     ::core::result::Result<::cofferdam::Compartment, ::cofferdam::Error>,
                 > = ::std::sync::OnceLock::new();
-                match COMPARTMENT.get_or_init(|| ::cofferdam::Compartment::new(#compartment)) {
+                match COMPARTMENT.get_or_init(|| {
+                    ::cofferdam::Compartment::builder(#compartment)
+                        #backend #timeout #memory
+                        .build()
+                }) {
                     ::core::result::Result::Ok(c) => ::core::result::Result::Ok(c),
                     ::core::result::Result::Err(e) => {
                         ::core::result::Result::Err(::core::clone::Clone::clone(e))

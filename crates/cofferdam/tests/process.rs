@@ -333,3 +333,68 @@ fn the_helper_cannot_reach_the_parent() {
     let r: i32 = unsafe { c.call("kill", libc::kill as *const (), (me, 0i32)) }.unwrap();
     assert_eq!(r, 0);
 }
+
+mod wrappers {
+    use core::ffi::{c_char, c_int, c_uint};
+
+    // The same declarations as on mpk, with the backend chosen in the
+    // attribute.
+    #[cofferdam::sandbox(
+        compartment = "proc-macro",
+        backend = "process",
+        timeout_ms = 500,
+        memory_limit = 268435456,
+        safe(abs, getpid, sleep),
+        handle = pub handle
+    )]
+    extern "C" {
+        pub fn strlen(s: *const c_char) -> usize;
+        pub fn abs(x: c_int) -> c_int;
+        pub fn getpid() -> c_int;
+        pub fn sleep(seconds: c_uint) -> c_uint;
+    }
+}
+
+#[test]
+fn sandbox_wrappers_work_unchanged_on_a_process_compartment() {
+    let c = wrappers::handle().unwrap();
+    assert_eq!(c.backend(), Backend::Process);
+    assert_eq!(wrappers::abs(-42), Ok(42));
+    let helper = wrappers::getpid().unwrap();
+    assert_ne!(helper, std::process::id() as i32);
+    let s = ForeignBuf::from_str_nul("twelve chars").unwrap();
+    // SAFETY: a NUL-terminated foreign string.
+    assert_eq!(unsafe { wrappers::strlen(&s) }, Ok(12));
+    // The attribute's timeout: sleep(5) is killed after 500 ms.
+    let e = wrappers::sleep(5).unwrap_err();
+    assert!(
+        matches!(
+            e,
+            Error::Timeout {
+                function: "sleep",
+                ..
+            }
+        ),
+        "{e:?}"
+    );
+    assert!(matches!(wrappers::abs(1), Err(Error::Poisoned { .. })));
+    c.renew().unwrap();
+    assert_eq!(wrappers::abs(-1), Ok(1));
+    assert_ne!(wrappers::getpid().unwrap(), helper);
+}
+
+#[test]
+fn builder_options_are_checked() {
+    if cofferdam::backend() != Backend::Process {
+        let e = Compartment::builder("x")
+            .timeout(Duration::from_secs(1))
+            .build()
+            .unwrap_err();
+        assert!(matches!(e, Error::Unavailable { .. }), "{e:?}");
+    }
+    let e = Compartment::builder("x")
+        .backend_named("bogus")
+        .build()
+        .unwrap_err();
+    assert!(matches!(e, Error::Unavailable { .. }), "{e:?}");
+}
