@@ -159,11 +159,11 @@ fn info_says_what_the_cpu_and_kernel_support() {
 fn an_impossible_backend_is_refused_with_a_clear_error() {
     let out = cofferdam()
         .args(["info"])
-        .env("COFFERDAM_BACKEND", "process")
+        .env("COFFERDAM_BACKEND", "bogus")
         .output()
         .unwrap();
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stdout).contains("process backend is not implemented"));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("unknown value"));
     let demo = cofferdam()
         .args(["demo"])
         .env("COFFERDAM_BACKEND", "bogus")
@@ -247,4 +247,40 @@ fn scan_and_audit_are_wired_into_the_cli() {
         String::from_utf8_lossy(&none.stderr).trim().lines().count(),
         1
     );
+}
+
+#[test]
+fn demo_on_the_process_backend_contains_every_class() {
+    let i: Value = serde_json::from_slice(
+        &cofferdam()
+            .args(["info", "--json"])
+            .env("COFFERDAM_BACKEND", "process")
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .expect("info --json prints JSON");
+    assert_eq!(i["backend"], "process", "{i}");
+    let out = cofferdam()
+        .args(["demo", "--json"])
+        .env("COFFERDAM_BACKEND", "process")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let rows: Vec<Value> =
+        serde_json::from_slice(&out.stdout).expect("demo --json prints a JSON array");
+    assert!(rows.len() >= 10);
+    for row in &rows {
+        assert_eq!(row["protected"]["backend"], "process", "{row}");
+        assert_eq!(row["unprotected"]["attack_succeeded"], true, "{row}");
+        assert_eq!(row["protected"]["contained"], true, "{row}");
+        assert_eq!(row["claimed"], true, "{row}");
+        assert!(
+            row["protected"]["evidence"]
+                .as_str()
+                .unwrap()
+                .contains("process backend"),
+            "{row}"
+        );
+    }
 }

@@ -77,6 +77,14 @@ impl CompartmentBuilder {
         self
     }
 
+    /// Spin iterations before a futex sleep on the process backend (for
+    /// benchmarks: 0 measures the futex round trip alone).
+    #[doc(hidden)]
+    pub fn spin(mut self, iterations: u32) -> Self {
+        self.limits.spin = Some(iterations);
+        self
+    }
+
     /// The compartment ([`Compartment::new`]'s errors, and
     /// [`Error::Process`] if its helper process cannot start).
     pub fn build(self) -> Result<Compartment, Error> {

@@ -30,6 +30,8 @@ pub(crate) struct Header {
     pub memory_limit: u64,
     /// Stack bytes of each helper thread.
     pub thread_stack: u64,
+    /// Spin iterations before sleeping on a request.
+    pub spin: u32,
     /// Slots the parent has handed out (the helper starts a thread for
     /// each, futex).
     pub threads_wanted: AtomicU32,

@@ -20,8 +20,6 @@ const ENV_EQ: &[u8] = b"COFFERDAM_PROCESS_HELPER=1";
 const FD_CONTROL: c_int = 3;
 const FD_LIFELINE: c_int = 4;
 const FD_ARENA: c_int = 5;
-/// Spins before sleeping on the request futex.
-const SPIN: u32 = 4000;
 
 type InitFn = extern "C" fn(c_int, *const *const c_char, *const *const c_char);
 
@@ -137,6 +135,7 @@ fn serve() -> c_int {
     hd.ready.store(1, Ordering::Release);
     sys::futex_wake(&hd.ready, 1);
     let stack = hd.thread_stack as usize;
+    let spin = hd.spin;
     let mut started = 0usize;
     loop {
         let wanted = hd.threads_wanted.load(Ordering::Acquire);
@@ -144,7 +143,7 @@ fn serve() -> c_int {
             let i = started;
             let r = std::thread::Builder::new()
                 .stack_size(stack)
-                .spawn(move || slot_loop(control, i));
+                .spawn(move || slot_loop(control, i, spin));
             if r.is_err() {
                 // No thread for this slot: the parent's call times out or
                 // waits; without memory there is nothing better to do.
@@ -185,7 +184,7 @@ fn bias_of(s: &Slot) -> Result<usize, String> {
     Ok(b)
 }
 
-fn slot_loop(control: usize, i: usize) {
+fn slot_loop(control: usize, i: usize, spin: u32) {
     // SAFETY: the control mapping lives as long as this process; slot `i`
     // is served by this thread alone.
     let s = unsafe { &mut *chan::slot(control, i) };
@@ -197,7 +196,7 @@ fn slot_loop(control: usize, i: usize) {
     loop {
         let mut spins = 0;
         while s.req.load(Ordering::Acquire) == seen {
-            if spins < SPIN {
+            if spins < spin {
                 spins += 1;
                 core::hint::spin_loop();
                 continue;

@@ -57,6 +57,9 @@ pub struct Limits {
     pub memory: Option<u64>,
     /// A backend name the builder did not know (refused at build).
     pub unknown_backend: bool,
+    /// Spin iterations before a futex sleep, on both sides (default
+    /// [`SPIN`]); 0 measures the futex alone.
+    pub spin: Option<u32>,
 }
 
 /// Whether foreign allocations go to the shared arena, and which: always
@@ -189,7 +192,8 @@ impl Engine {
             s.path_len = p.len() as u32;
         }
         let seq = lease.next_seq();
-        let outcome = helper.round_trip(s, seq, self.limits.timeout);
+        let spin = self.limits.spin.unwrap_or(SPIN);
+        let outcome = helper.round_trip(s, seq, self.limits.timeout, spin);
         match outcome {
             Wait::Done => {}
             Wait::TimedOut(after) => {
@@ -393,6 +397,7 @@ impl Helper {
             arena_len: arena.len as u64,
             memory_limit: limits.memory.unwrap_or(0),
             thread_stack: crate::gate::config::get().foreign_stack.max(256 << 10) as u64,
+            spin: limits.spin.unwrap_or(SPIN),
             threads_wanted: Default::default(),
             ready: Default::default(),
             message: [0; 512],
@@ -493,12 +498,12 @@ impl Helper {
 
     /// Posts call `seq` on slot `s` and waits for its end, the helper's
     /// death or the timeout.
-    fn round_trip(&self, s: &Slot, seq: u32, timeout: Option<Duration>) -> Wait {
+    fn round_trip(&self, s: &Slot, seq: u32, timeout: Option<Duration>, spin: u32) -> Wait {
         s.req.store(seq, Ordering::SeqCst);
         if s.child_sleeping.load(Ordering::SeqCst) != 0 {
             sys::futex_wake(&s.req, 1);
         }
-        for _ in 0..SPIN {
+        for _ in 0..spin {
             if s.resp.load(Ordering::Acquire) == seq {
                 return Wait::Done;
             }
