@@ -266,7 +266,11 @@ fn demo_on_the_process_backend_contains_every_class() {
         .env("COFFERDAM_BACKEND", "process")
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let rows: Vec<Value> =
         serde_json::from_slice(&out.stdout).expect("demo --json prints a JSON array");
     assert!(rows.len() >= 10);

@@ -102,8 +102,7 @@ fn a_fault_in_foreign_code_becomes_err_and_poisons() {
     assert_eq!(ok, 2);
     let v: Vec<u64> = (0..1000).collect();
     assert_eq!(v.iter().sum::<u64>(), 499_500);
-    if let Some(pkru) = cofferdam::read_pkru() {
-        let key = cofferdam::info().pkey.unwrap();
+    if let (Some(pkru), Some(key)) = (cofferdam::read_pkru(), cofferdam::info().pkey) {
         assert_eq!(
             pkru & (0b11 << (2 * key)),
             0,

@@ -150,6 +150,15 @@ fn helper_memory_is_read_through_the_compartment() {
     // Not in the shared arena: the parent never dereferences it.
     assert!(matches!(p.read(), Err(Error::Invalid { .. })));
     assert_eq!(c.read_foreign_cstr(p, 64).unwrap(), b"from the helper");
+    if cofferdam::backend() == Backend::Process {
+        // Adopting it as a ForeignBox would make the parent dereference its
+        // own memory at that address: refused.
+        let adopt = std::panic::catch_unwind(|| {
+            // SAFETY: refused before any use (the point of the test).
+            let _b = unsafe { cofferdam::ForeignBox::<u8>::from_foreign(p) };
+        });
+        assert!(adopt.is_err());
+    }
 }
 
 #[test]

@@ -1,4 +1,5 @@
-//! Which protection is in force, and why: the runtime's one-time setup.
+//! Which protection is in force, and why: the runtime's one-time setup,
+//! and the backends behind one small interface.
 //!
 //! The runtime starts at the first allocation through [`crate::ProtectedAlloc`]
 //! (or at the first use of [`crate::info`], [`crate::Compartment`] or
@@ -6,11 +7,27 @@
 //! probes the CPU and kernel, allocates the protection key P, writes and seals
 //! the gate's configuration page, and puts signal handling in place
 //! (`crate::fault`). Nothing here allocates from the global allocator: it runs
-//! inside it.
+//! inside it. What it decides is kept in `crate::state`, a leaf every layer
+//! reads; this module is the top that calls every layer.
+//!
+//! # The backend interface
+//!
+//! A compartment needs four things of its backend:
+//!
+//! | operation | `mpk` / `split` | `none` | `process` |
+//! | --- | --- | --- | --- |
+//! | call | the gate (`crate::gate::call`) | `crate::gate::call_direct` | [`process::Engine::call`]: a slot in the helper's shared page |
+//! | alloc foreign | C's `malloc` | C's `malloc` | the shared arena (`crate::foreign::arena`) |
+//! | read foreign | `memcpy` through the call | the same | the same, run in the helper |
+//! | renew | clears the poison | the same | [`process::Engine::renew`]: a fresh helper |
+//!
+//! `Compartment` holds the per-compartment part (`process::Engine` for
+//! process compartments) and dispatches to it; allocation dispatches in
+//! `crate::foreign` (`arena::arena_for_alloc`, `arena::free_foreign`).
 
+use crate::sys::{self, PkeySupport};
 pub use crate::state::Backend;
 pub(crate) use crate::state::{runtime, Runtime};
-use crate::sys::{self, PkeySupport};
 
 pub(crate) mod process;
 

@@ -8,6 +8,8 @@
 //! handed out), bounds-checked, and only of [`Pod`] types, for which every bit
 //! pattern is a valid value.
 
+pub(crate) mod arena;
+
 use core::ffi::c_void;
 use core::fmt;
 use core::marker::PhantomData;
@@ -99,7 +101,7 @@ impl<T: Pod> ForeignPtr<T> {
         if addr == 0 {
             return Err(invalid("null pointer".into()));
         }
-        if !crate::backend::process::parent_may_read(addr, size) {
+        if !arena::parent_may_read(addr, size) {
             return Err(invalid(format!(
                 "{addr:#x} is not in the shared foreign arena: on the process backend the library's own memory is read through Compartment::read_foreign"
             )));
@@ -276,7 +278,7 @@ fn c_alloc<T>(n: usize) -> Result<NonNull<T>, ForeignAllocError> {
         .checked_mul(size_of::<T>())
         .ok_or(ForeignAllocError { bytes: usize::MAX })?
         .max(1);
-    if let Some(arena) = crate::backend::process::arena_for_alloc() {
+    if let Some(arena) = arena::arena_for_alloc() {
         // The process backend: the shared arena, mapped at the same address
         // in every helper (zero-filled, aligned).
         let a = arena.map_err(|_| ForeignAllocError { bytes })?;
@@ -363,7 +365,7 @@ impl<T: Pod> ForeignBox<T> {
     /// parent never dereferences).
     pub unsafe fn from_foreign(p: ForeignPtr<T>) -> Self {
         assert!(
-            crate::backend::process::parent_may_read(p.addr(), size_of::<T>()),
+            arena::parent_may_read(p.addr(), size_of::<T>()),
             "ForeignBox::from_foreign: {:#x} is the helper process's memory, not the shared arena (read it with Compartment::read_foreign)",
             p.addr()
         );
@@ -375,7 +377,7 @@ impl<T: Pod> ForeignBox<T> {
 
 impl<T: Pod> Drop for ForeignBox<T> {
     fn drop(&mut self) {
-        if crate::backend::process::free_foreign(self.ptr.as_ptr() as usize) {
+        if arena::free_foreign(self.ptr.as_ptr() as usize) {
             return;
         }
         // SAFETY: allocated by C's malloc, owned by this box.
@@ -535,7 +537,7 @@ impl ForeignVec<u8> {
 
 impl<T: Pod> Drop for ForeignVec<T> {
     fn drop(&mut self) {
-        if crate::backend::process::free_foreign(self.ptr.as_ptr() as usize) {
+        if arena::free_foreign(self.ptr.as_ptr() as usize) {
             return;
         }
         // SAFETY: allocated by C's calloc/posix_memalign, owned by this value.

@@ -31,9 +31,9 @@ use core::ffi::c_void;
 use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Mutex;
 
-use crate::backend::{self, Backend};
 use crate::error::Error;
 use crate::gate::{self, FaultRecord};
+use crate::state::{self, Backend};
 use crate::sys;
 
 /// Whether the filter is installed (read by the SIGSYS handler).
@@ -70,7 +70,7 @@ fn setting() -> Option<&'static [u8]> {
 }
 
 fn decide() -> Decision {
-    let rt = backend::runtime();
+    let rt = state::runtime();
     let mut d = Decision {
         on: false,
         inspect: false,

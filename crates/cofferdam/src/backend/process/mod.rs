@@ -10,7 +10,7 @@
 //!   and resolved in the helper: the main executable, or a library it opens
 //!   with `dlopen`.
 //! * Foreign memory (`ForeignBox`, `ForeignVec`, `ForeignBuf`) lives in a
-//!   shared arena (`arena.rs`) mapped at the same address on both sides: no
+//!   shared arena (`crate::foreign::arena`) mapped at the same address on both sides: no
 //!   copies. Memory the library allocates itself lives in the helper; Rust
 //!   reads it through `Compartment::read_foreign`, never by dereferencing.
 //! * Calls travel through one shared page per calling thread (`chan.rs`):
@@ -23,7 +23,6 @@
 //!   compartment; renewing it starts a fresh helper (library statics
 //!   included).
 
-pub(crate) mod arena;
 pub(crate) mod chan;
 mod child;
 
@@ -36,11 +35,14 @@ use std::time::{Duration, Instant};
 
 use crate::compartment::{CallRegs, Returned};
 use crate::error::{Access, Error, Fault, FaultKind};
+use crate::foreign::arena;
 use crate::sys::{self, Ended};
 use chan::{Slot, CONTROL_LEN, MAGIC, NSLOTS};
 
-/// Spins before sleeping on a futex (each a `pause`): a few microseconds.
-const SPIN: u32 = 4000;
+/// Spins before sleeping on a futex (each a `pause`, about 20-40 ns on
+/// current x86): a few microseconds. Longer spins lose on a loaded machine,
+/// where the spinning side holds the CPU the other side needs (BENCHMARKS.md).
+pub(crate) const SPIN: u32 = 200;
 /// How often a waiting caller checks that the helper still lives.
 const LIVENESS_NS: u64 = 2_000_000;
 /// How long a new helper may take to start.
@@ -60,37 +62,6 @@ pub struct Limits {
     /// Spin iterations before a futex sleep, on both sides (default
     /// [`SPIN`]); 0 measures the futex alone.
     pub spin: Option<u32>,
-}
-
-/// Whether foreign allocations go to the shared arena, and which: always
-/// under `COFFERDAM_BACKEND=process`, else once a process compartment exists.
-pub(crate) fn arena_for_alloc() -> Option<Result<&'static arena::Arena, String>> {
-    if crate::state::runtime().backend == crate::Backend::Process {
-        return Some(arena::get());
-    }
-    arena::existing().map(Ok)
-}
-
-/// Frees `p` if it is an arena block; `false` if it is not one.
-pub(crate) fn free_foreign(p: usize) -> bool {
-    match arena::existing() {
-        Some(a) if arena::contains(p, 1) => {
-            if !a.free(p) {
-                // Not a block we handed out (a pointer adopted with
-                // `from_foreign`): leaked rather than freed.
-                sys::write_stderr(b"cofferdam: not a block of the foreign arena; leaked\n");
-            }
-            true
-        }
-        _ => false,
-    }
-}
-
-/// Whether Rust may read `[addr, addr + len)` directly: always on the
-/// in-process backends; under `COFFERDAM_BACKEND=process` only inside the
-/// shared arena (anything else names the helper's memory, or the parent's).
-pub(crate) fn parent_may_read(addr: usize, len: usize) -> bool {
-    crate::state::runtime().backend != crate::Backend::Process || arena::contains(addr, len)
 }
 
 /// A process compartment: its settings and its current helper.

@@ -1,4 +1,4 @@
-//! The shared foreign arena: where `ForeignBox`, `ForeignVec` and
+//! The shared foreign arena (for the `process` backend): where `ForeignBox`, `ForeignVec` and
 //! `ForeignBuf` live once a process compartment exists. One memfd, mapped
 //! at the same address in the parent and in every helper, so a pointer into
 //! it means the same thing on both sides and buffers cross without copies.
@@ -160,4 +160,35 @@ impl Arena {
         st.insert_free(start, len);
         true
     }
+}
+
+/// Whether foreign allocations go to the shared arena, and which: always
+/// under `COFFERDAM_BACKEND=process`, else once a process compartment exists.
+pub(crate) fn arena_for_alloc() -> Option<Result<&'static Arena, String>> {
+    if crate::state::runtime().backend == crate::Backend::Process {
+        return Some(get());
+    }
+    existing().map(Ok)
+}
+
+/// Frees `p` if it is an arena block; `false` if it is not one.
+pub(crate) fn free_foreign(p: usize) -> bool {
+    match existing() {
+        Some(a) if contains(p, 1) => {
+            if !a.free(p) {
+                // Not a block we handed out (a pointer adopted with
+                // `from_foreign`): leaked rather than freed.
+                sys::write_stderr(b"cofferdam: not a block of the foreign arena; leaked\n");
+            }
+            true
+        }
+        _ => false,
+    }
+}
+
+/// Whether Rust may read `[addr, addr + len)` directly: always on the
+/// in-process backends; under `COFFERDAM_BACKEND=process` only inside the
+/// shared arena (anything else names the helper's memory, or the parent's).
+pub(crate) fn parent_may_read(addr: usize, len: usize) -> bool {
+    crate::state::runtime().backend != crate::Backend::Process || contains(addr, len)
 }
