@@ -25,9 +25,9 @@
 //! process compartments) and dispatches to it; allocation dispatches in
 //! `crate::foreign` (`arena::arena_for_alloc`, `arena::free_foreign`).
 
-use crate::sys::{self, PkeySupport};
 pub use crate::state::Backend;
 pub(crate) use crate::state::{runtime, Runtime};
+use crate::sys::{self, PkeySupport};
 
 pub(crate) mod process;
 

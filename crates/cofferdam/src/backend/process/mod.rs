@@ -132,7 +132,7 @@ impl Engine {
                 reason: "callbacks are not carried by the process backend yet",
             });
         }
-        let (obj, off, path) = resolve(f as usize).map_err(|reason| Error::Load {
+        let (obj, off) = resolve(f as usize).map_err(|reason| Error::Load {
             path: format!("{f:p} ({function})"),
             reason,
         })?;
@@ -152,6 +152,7 @@ impl Engine {
         s.stack[..regs.stack.len()].copy_from_slice(regs.stack);
         s.path_len = 0;
         if announce {
+            let path = object_path(obj);
             let p = path.as_bytes();
             if p.len() > chan::PATH_MAX {
                 return Err(Error::Load {
@@ -194,7 +195,7 @@ impl Engine {
                 })
             }
             chan::STATUS_UNRESOLVED => Err(Error::Load {
-                path,
+                path: format!("{} ({function})", object_path(obj)),
                 reason: format!(
                     "the helper process could not resolve it: {}",
                     text(&s.message)
@@ -287,16 +288,18 @@ fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(&b[..n]).into_owned()
 }
 
-/// (object index, offset, object path) of a function address in this
-/// process. Object 0 is the main executable.
-fn resolve(f: usize) -> Result<(u32, u64, String), String> {
-    /// Function address -> (object, offset); and the object paths.
-    type Objects = (HashMap<usize, (u32, u64)>, Vec<String>);
-    static CACHE: Mutex<Option<Objects>> = Mutex::new(None);
-    let mut g = CACHE.lock().unwrap_or_else(|e| e.into_inner());
+/// Function address -> (object, offset); and the object paths (object 0,
+/// the main executable, has none).
+type Objects = (HashMap<usize, (u32, u64)>, Vec<String>);
+static OBJECTS: Mutex<Option<Objects>> = Mutex::new(None);
+
+/// (object index, offset) of a function address in this process, found
+/// with `dladdr` once and cached. Object 0 is the main executable.
+fn resolve(f: usize) -> Result<(u32, u64), String> {
+    let mut g = OBJECTS.lock().unwrap_or_else(|e| e.into_inner());
     let (cache, objects) = g.get_or_insert_with(|| (HashMap::new(), vec![String::new()]));
-    if let Some(&(o, off)) = cache.get(&f) {
-        return Ok((o, off, objects[o as usize].clone()));
+    if let Some(&hit) = cache.get(&f) {
+        return Ok(hit);
     }
     let (bias, path) =
         sys::object_bias(f).ok_or("the address is in no loaded object (dladdr found none)")?;
@@ -320,7 +323,15 @@ fn resolve(f: usize) -> Result<(u32, u64, String), String> {
         }
     };
     cache.insert(f, (o, off));
-    Ok((o, off, objects[o as usize].clone()))
+    Ok((o, off))
+}
+
+/// The path of object `o` (empty for the main executable).
+fn object_path(o: u32) -> String {
+    let g = OBJECTS.lock().unwrap_or_else(|e| e.into_inner());
+    g.as_ref()
+        .and_then(|(_, objects)| objects.get(o as usize).cloned())
+        .unwrap_or_default()
 }
 
 /// How a wait for the helper ended.
