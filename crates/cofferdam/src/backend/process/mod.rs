@@ -187,18 +187,22 @@ impl Engine {
                 if announce {
                     helper.learned(obj);
                 }
+                // The helper wrote these: read them as they are in memory.
+                // SAFETY: a valid, aligned field of the live slot.
+                let ret = unsafe { core::ptr::read_volatile(&s.ret) };
                 Ok(Returned {
-                    rax: s.ret[0],
-                    rdx: s.ret[1],
-                    xmm0: s.ret[2],
-                    xmm1: s.ret[3],
+                    rax: ret[0],
+                    rdx: ret[1],
+                    xmm0: ret[2],
+                    xmm1: ret[3],
                 })
             }
             chan::STATUS_UNRESOLVED => Err(Error::Load {
                 path: format!("{} ({function})", object_path(obj)),
                 reason: format!(
                     "the helper process could not resolve it: {}",
-                    text(&s.message)
+                    // SAFETY: a valid, aligned field of the live slot.
+                    text(&unsafe { core::ptr::read_volatile(&s.message) })
                 ),
             }),
             _ => {
@@ -237,7 +241,16 @@ impl Drop for Engine {
 /// the slot if anything, else how the process ended.
 fn died(compartment: &str, function: &'static str, s: &Slot, ended: Option<Ended>) -> Fault {
     let recorded = s.status.load(Ordering::Acquire) == chan::STATUS_FAULT;
-    let (signal, code) = (s.fault_signal, s.fault_code);
+    // The helper's handler wrote the record: read it as it is in memory.
+    // SAFETY: valid, aligned fields of the live slot.
+    let (signal, code, ip, err) = unsafe {
+        (
+            core::ptr::read_volatile(&s.fault_signal),
+            core::ptr::read_volatile(&s.fault_code),
+            core::ptr::read_volatile(&s.fault_ip),
+            core::ptr::read_volatile(&s.fault_err),
+        )
+    };
     let mut f = Fault {
         compartment: compartment.to_owned(),
         function,
@@ -249,8 +262,7 @@ fn died(compartment: &str, function: &'static str, s: &Slot, ended: Option<Ended
     };
     if recorded {
         f.address = s.fault_addr.load(Ordering::Relaxed) as usize;
-        f.ip = s.fault_ip as usize;
-        let err = s.fault_err;
+        f.ip = ip as usize;
         f.kind = match signal {
             libc::SIGSYS => FaultKind::Syscall {
                 nr: err as u32,
@@ -425,7 +437,8 @@ impl Helper {
             match hd.ready.load(Ordering::Acquire) {
                 1 => return Ok(helper),
                 2 => {
-                    let msg = text(&hd.message);
+                    // SAFETY: a valid, aligned field of the live header.
+                    let msg = text(&unsafe { core::ptr::read_volatile(&hd.message) });
                     helper.kill();
                     return Err(fail(format!("the helper process failed to start: {msg}")));
                 }
