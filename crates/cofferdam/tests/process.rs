@@ -407,3 +407,46 @@ fn builder_options_are_checked() {
         .unwrap_err();
     assert!(matches!(e, Error::Unavailable { .. }), "{e:?}");
 }
+
+#[test]
+fn the_helper_starts_clean_and_confined() {
+    let c = process("proc-clean");
+    // Not a fork: none of this process's environment is there.
+    assert!(std::env::var_os("PATH").is_some());
+    let name = ForeignBuf::from_str_nul("PATH").unwrap();
+    let v: ForeignPtr<u8> = unsafe {
+        c.call(
+            "getenv",
+            libc::getenv as *const (),
+            (name.as_foreign_ptr(),),
+        )
+    }
+    .unwrap();
+    assert!(v.is_null(), "the helper sees PATH");
+    // This process is not dumpable once it has a helper (no ptrace, no
+    // /proc/<pid>/mem from a process of the same user).
+    // SAFETY: prctl with integer arguments.
+    assert_eq!(unsafe { libc::prctl(libc::PR_GET_DUMPABLE) }, 0);
+    // Outside the allowlist: a socket works here, and is refused (EPERM)
+    // in the helper.
+    // SAFETY: socket/close with integer arguments.
+    let here = unsafe { libc::socket(libc::AF_INET, libc::SOCK_STREAM, 0) };
+    assert!(here >= 0);
+    // SAFETY: closing the descriptor just opened.
+    unsafe { libc::close(here) };
+    let there: i32 = unsafe {
+        c.call(
+            "socket",
+            libc::socket as *const (),
+            (libc::AF_INET, libc::SOCK_STREAM, 0i32),
+        )
+    }
+    .unwrap();
+    assert_eq!(there, -1);
+    let errno: *mut i32 =
+        unsafe { c.call("__errno_location", libc::__errno_location as *const (), ()) }.unwrap();
+    let e = c
+        .read_foreign(ForeignPtr::<i32>::from_addr(errno as usize), 1)
+        .unwrap();
+    assert_eq!(e, [libc::EPERM]);
+}
