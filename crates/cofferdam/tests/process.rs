@@ -147,10 +147,12 @@ fn foreign_buffers_are_shared_not_copied() {
 fn helper_memory_is_read_through_the_compartment() {
     let c = process("proc-read");
     let p: ForeignPtr<u8> = unsafe { c.call("own_string", own_string as *const (), ()) }.unwrap();
-    // Not in the shared arena: the parent never dereferences it.
-    assert!(matches!(p.read(), Err(Error::Invalid { .. })));
     assert_eq!(c.read_foreign_cstr(p, 64).unwrap(), b"from the helper");
     if cofferdam::backend() == Backend::Process {
+        // Not in the shared arena: the parent never dereferences it. (With
+        // a process compartment beside in-process ones, `ForeignPtr` cannot
+        // tell whose pointer it holds: README.)
+        assert!(matches!(p.read(), Err(Error::Invalid { .. })));
         // Adopting it as a ForeignBox would make the parent dereference its
         // own memory at that address: refused.
         let adopt = std::panic::catch_unwind(|| {
