@@ -21,6 +21,8 @@ use std::process::Command;
 use cofferdam::{Backend, Compartment, Error, ForeignBuf};
 use serde::{Deserialize, Serialize};
 
+pub mod integrity;
+
 pub mod ffi {
     //! The C attackers (see `c/attacks.c`).
     #![allow(missing_docs)]
@@ -56,6 +58,13 @@ pub mod ffi {
             j: i64,
         ) -> i64;
         pub fn cd_null_write();
+        pub fn cd_div_zero(x: i32) -> i32;
+        pub fn cd_ud2();
+        pub fn cd_int3();
+        pub fn cd_abort();
+        pub fn cd_assert_positive(x: i32) -> i32;
+        pub fn cd_raise_segv();
+        pub fn cd_bad_sp();
         // c/stacks.c
         pub fn cd_smash_up(canary: u64, max: usize) -> i32;
         pub fn cd_environ_hunt(canary: u64, max: usize) -> i32;
@@ -98,6 +107,8 @@ pub mod ffi {
 
     /// The test library with a WRPKRU of its own (built by build.rs).
     pub const WRPKRU_SO: &str = env!("CD_WRPKRU_SO");
+    /// A library that makes raw system calls from its own code.
+    pub const SYSCALL_SO: &str = env!("CD_SYSCALL_SO");
 }
 
 /// How a run is set up.
@@ -245,12 +256,21 @@ pub fn all() -> &'static [Attack] {
             run: Some(syscall_escape),
             pending: None,
         },
+        integrity::SIGNAL_ENTRY_WRPKRU,
+        integrity::FORGED_SIGNAL_FRAME,
+        integrity::SROP,
+        integrity::HANDLER_DISARM,
+        integrity::HANDLER_DISARM_KILL,
     ]
 }
 
-/// Looks an attack up by name.
+/// Looks an attack up by name (in [`all`], or among the attacks that are
+/// not contained yet, [`integrity::not_contained`]).
 pub fn find(name: &str) -> Option<&'static Attack> {
-    all().iter().find(|a| a.name == name)
+    all()
+        .iter()
+        .chain(integrity::not_contained())
+        .find(|a| a.name == name)
 }
 
 const SECRET_LEN: usize = 64;
@@ -1007,7 +1027,7 @@ fn rights_escalation(mode: Mode) -> Observation {
     }
 
     // (c) Jump onto the gate's WRPKRU with eax = 0, in a forked child (the
-    // gate's check ends the process with SIGILL where it works).
+    // gate's check ends the call with Err(integrity); the child reports).
     let out = ForeignBuf::zeroed(SECRET_LEN).expect("foreign buffer");
     let target = gate_wrpkru();
     match mode {
@@ -1073,6 +1093,8 @@ fn rights_escalation(mode: Mode) -> Observation {
                 && libc::WTERMSIG(status) == libc::SIGILL
             {
                 (false, "the gate's check after its WRPKRU saw eax = 0 and stopped the process (SIGILL, ud2) before the secret was read".to_string())
+            } else if libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 43 {
+                (false, "the gate's check after its WRPKRU saw eax = 0 and refused: the call returned Err (integrity) and the process carried on, the secret unread".to_string())
             } else if libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 42 {
                 (
                     true,

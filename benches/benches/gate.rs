@@ -25,6 +25,7 @@ fn null_call(c: &mut Criterion) {
     g.bench_function("bare", |b| {
         b.iter(|| black_box(black_box(noop as extern "C" fn(i32) -> i32)(black_box(1))))
     });
+    #[cfg(feature = "bench-floor")]
     if cofferdam::wrpkru_pair_call(noop, 0).is_some() {
         g.bench_function("floor", |b| {
             b.iter(|| black_box(cofferdam::wrpkru_pair_call(black_box(noop), black_box(1))))

@@ -99,6 +99,8 @@ fn info(json: bool) -> ExitCode {
             "heap_reserved_bytes": i.heap_reserved,
             "stacks_protected": i.stacks_unprotected.is_none(),
             "stacks_unprotected_reason": i.stacks_unprotected,
+            "signal_frames_authenticated": i.signal_frames_unprotected.is_none(),
+            "signal_frames_unprotected_reason": i.signal_frames_unprotected,
             "foreign_stack_bytes": i.foreign_stack,
             "pkru": i.pkru,
             "protected_range": i.protected_range.map(|(s, l)| format!("{s:#x}..{:#x}", s + l)),

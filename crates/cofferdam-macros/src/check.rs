@@ -131,7 +131,7 @@ fn function(args: &Args, func: Func, errors: &mut Errors) -> Checked {
         errors.push(syn::Error::new_spanned(
             v,
             format!(
-                "`{fname}` is variadic (`...`); the gate passes a fixed list of integer or pointer arguments, so a variadic function cannot be sandboxed: declare a non-variadic function for each use"
+                "`{fname}` is variadic (`...`); the gate passes a fixed list of arguments, so a variadic function cannot be sandboxed: declare a non-variadic function for each use"
             ),
         ));
     }
@@ -248,7 +248,7 @@ fn unsupported(what: &str, ty: &Type) -> Option<syn::Error> {
             "{what} is an array; C passes arrays as pointers: declare it `*const T` or `*mut T`"
         ),
         Type::Tuple(t) if !t.elems.is_empty() => {
-            format!("{what} is a tuple; the gate carries integers and pointers only")
+            format!("{what} is a tuple; the gate carries integers, pointers, `f32` and `f64` only")
         }
         Type::TraitObject(_) | Type::ImplTrait(_) | Type::Infer(_) | Type::Macro(_) => {
             format!("{what} has a type the gate cannot carry")

@@ -29,28 +29,15 @@ pub(crate) fn expand(
         let sig = &c.func.sig;
         quote! { #(#attrs)* pub(super) #sig; }
     });
-    let handle = args.handle.as_ref().map(|(vis, name)| {
-        let doc = format!(
-            " The compartment `{}` that the functions of this `#[cofferdam::sandbox]` block are called through, created at first use.",
-            compartment.value()
-        );
-        quote! {
-            #(#cfgs)*
-            #[doc = #doc]
-            #vis fn #name() -> ::core::result::Result<&'static ::cofferdam::Compartment, ::cofferdam::Error> {
-                #module::__cofferdam_compartment()
-            }
-        }
-    });
+    let handle = handle(args, fns, cfgs, &module, compartment);
     let wrappers = fns.iter().map(|c| wrapper(&module, cfgs, c, compartment));
-    let backend = args.backend.as_ref().map(|b| quote! { .backend_named(#b) });
-    let timeout = args.timeout_ms.as_ref().map(|n| {
-        quote! { .timeout(::core::time::Duration::from_millis(#n)) }
-    });
-    let memory = args
-        .memory_limit
-        .as_ref()
-        .map(|n| quote! { .memory_limit(#n) });
+    let some_or_none = |t: Option<TokenStream>| match t {
+        Some(t) => quote! { ::core::option::Option::Some(#t) },
+        None => quote! { ::core::option::Option::None },
+    };
+    let backend = some_or_none(args.backend.as_ref().map(|b| quote! { #b }));
+    let timeout = some_or_none(args.timeout_ms.as_ref().map(|n| quote! { #n }));
+    let memory = some_or_none(args.memory_limit.as_ref().map(|n| quote! { #n }));
     quote! {
         #(#cfgs)*
         #[doc(hidden)]
@@ -65,27 +52,78 @@ pub(crate) fn expand(
             }
 
             /// The block's compartment, created at the first call; an error
-            /// creating it is returned by every call.
+            /// creating it is returned by that call, and the next one tries
+            /// again.
+            #[inline]
             pub(super) fn __cofferdam_compartment(
             ) -> ::core::result::Result<&'static ::cofferdam::Compartment, ::cofferdam::Error> {
-                static COMPARTMENT: ::std::sync::OnceLock<
-                    ::core::result::Result<::cofferdam::Compartment, ::cofferdam::Error>,
-                > = ::std::sync::OnceLock::new();
-                match COMPARTMENT.get_or_init(|| {
-                    ::cofferdam::Compartment::builder(#compartment)
-                        #backend #timeout #memory
-                        .build()
-                }) {
-                    ::core::result::Result::Ok(c) => ::core::result::Result::Ok(c),
-                    ::core::result::Result::Err(e) => {
-                        ::core::result::Result::Err(::core::clone::Clone::clone(e))
-                    }
-                }
+                static COMPARTMENT: ::cofferdam::LazyCompartment =
+                    ::cofferdam::LazyCompartment::with_options(#compartment, #backend, #timeout, #memory);
+                COMPARTMENT.get()
             }
         }
         #handle
         #(#wrappers)*
     }
+}
+
+/// The block's handle: `handle = [vis] name` as asked, or else
+/// `<compartment>_compartment` with the first function's visibility.
+fn handle(
+    args: &Args,
+    fns: &[Checked],
+    cfgs: &[syn::Attribute],
+    module: &syn::Ident,
+    compartment: &LitStr,
+) -> TokenStream {
+    let (vis, name, allow) = match &args.handle {
+        Some((vis, name)) => (quote! { #vis }, name.clone(), quote! {}),
+        None => {
+            let vis = fns.first().map(|f| &f.func.vis);
+            (
+                quote! { #vis },
+                default_handle(compartment),
+                // Not asked for: unused is fine.
+                quote! { #[allow(dead_code)] },
+            )
+        }
+    };
+    let doc = format!(
+        " The compartment `{}` that the functions of this `#[cofferdam::sandbox]` block are called through, created at first use (a failed creation is retried at the next use).",
+        compartment.value()
+    );
+    quote! {
+        #(#cfgs)*
+        #[doc = #doc]
+        #[doc = ""]
+        #[doc = " Read its state with `is_poisoned()` and `last_fault()`; after a fault, `renew()` makes it usable again (see `cofferdam::Compartment::renew` for what renewal restores and what it cannot)."]
+        #allow
+        #vis fn #name() -> ::core::result::Result<&'static ::cofferdam::Compartment, ::cofferdam::Error> {
+            #module::__cofferdam_compartment()
+        }
+    }
+}
+
+/// `<compartment>_compartment`: the name in lower case, every character
+/// that cannot be in an identifier made `_` (`"libc-2024"`:
+/// `libc_2024_compartment`).
+fn default_handle(compartment: &LitStr) -> syn::Ident {
+    let mut name: String = compartment
+        .value()
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    name.push_str("_compartment");
+    if name.starts_with(|c: char| c.is_ascii_digit()) {
+        name.insert(0, '_');
+    }
+    syn::Ident::new(&name, compartment.span())
 }
 
 fn wrapper(

@@ -1,6 +1,6 @@
 //! Procedural macros of [Cofferdam](https://docs.rs/cofferdam): use them
-//! through the `cofferdam` crate, as `#[cofferdam::sandbox]` and
-//! `#[derive(cofferdam::ForeignEnum)]`. The generated code names only
+//! through the `cofferdam` crate, as `#[cofferdam::sandbox]`,
+//! `#[derive(cofferdam::ForeignEnum)]` and `#[derive(cofferdam::Pod)]`. The generated code names only
 //! `::cofferdam::...` paths.
 //!
 //! The macro works in phases, one file each: `attr` reads the attribute's
@@ -16,6 +16,7 @@ mod check;
 mod expand;
 mod foreign_enum;
 mod parse;
+mod pod;
 
 use proc_macro::TokenStream;
 use syn::{parse_macro_input, DeriveInput, ItemForeignMod};
@@ -54,9 +55,39 @@ use syn::{parse_macro_input, DeriveInput, ItemForeignMod};
 ///   and keeps the block's attributes (`#[link(..)]`), so linking is as
 ///   before. The block must therefore be at module level, not in a function
 ///   body.
-/// * One compartment per block, created at the first call
-///   (`Compartment::new(name)` in a `OnceLock`); if creating it fails, every
-///   wrapper returns that error.
+/// * One compartment per block, created at the first call (in a
+///   `cofferdam::LazyCompartment`). If creating it fails, that call returns
+///   the error and the next call tries again: a failure is not kept.
+/// * The block's *handle*, a function returning
+///   `Result<&'static cofferdam::Compartment, cofferdam::Error>` (the
+///   compartment, created if it was not). Through it a program reads the
+///   compartment's state (`is_poisoned()`, `last_fault()`, `renewals()`) and
+///   renews it after a fault (`renew()`), so that one bad input does not
+///   stop a server:
+///
+///   ```ignore
+///   #[cofferdam::sandbox(compartment = "parser")]
+///   extern "C" { pub fn parse(buf: *const u8, len: usize) -> c_int; }
+///
+///   match unsafe { parse(&input, input.len()) } {
+///       Ok(n) => reply(n),
+///       Err(cofferdam::Error::Fault(f)) => {
+///           log(&f);                          // the fault, also in last_fault()
+///           parser_compartment()?.renew()?;   // the next request is served
+///       }
+///       Err(e) => return Err(e.into()),
+///   }
+///   ```
+///
+///   Its name is `handle = [vis] name` if given; otherwise
+///   `<compartment>_compartment`, the compartment's name in lower case with
+///   every character that cannot be in an identifier made `_` (`"zlib"`:
+///   `zlib_compartment`, `"libc-2024"`: `libc_2024_compartment`), with the
+///   visibility of the block's first function. Two blocks in one module
+///   with the same compartment name (two compartments: one per block) need
+///   a `handle` for at least one of them. What renewal restores, and what
+///   it cannot (on `mpk` the library's own statics are not reset), is in
+///   the docs of `Compartment::renew`.
 /// * For each function, a wrapper of the same name and visibility in the
 ///   surrounding scope, returning `Result<T, cofferdam::Error>`:
 ///   * a `*const T` / `*mut T` parameter takes
@@ -82,9 +113,8 @@ use syn::{parse_macro_input, DeriveInput, ItemForeignMod};
 ///   per function: `#[safe]` or `#[cofferdam(safe)]` on the declaration
 ///   (removed from the raw declaration), or `safe fn` in an
 ///   `unsafe extern "C"` block (edition 2024).
-/// * `handle = [vis] name`: also generate `vis fn name() ->
-///   Result<&'static Compartment, Error>`, to see whether the compartment
-///   is poisoned, or to call it directly.
+/// * `handle = [vis] name`: the name and visibility of the block's handle
+///   (above), instead of `<compartment>_compartment`.
 ///
 /// # Which wrappers are safe
 ///
@@ -104,10 +134,11 @@ use syn::{parse_macro_input, DeriveInput, ItemForeignMod};
 ///
 /// # What is refused at compile time, naming the function
 ///
-/// More than six parameters, variadic functions (`...`), float parameters
-/// or returns (`f32`, `f64`, `c_double`, ..), 128-bit integers, Rust
-/// references, arrays and tuples, returned function pointers, `!`, foreign
-/// statics, and an ABI other than `"C"`. Types the macro cannot see through
+/// More parameters than the gate carries (six integer or pointer and eight
+/// `f32`/`f64` arguments in registers, at most 16 more on the stack),
+/// variadic functions (`...`), x87 `long double` and other non-standard
+/// floats, 128-bit integers, Rust references, arrays and tuples, returned
+/// function pointers, `!`, foreign statics, and an ABI other than `"C"`. Types the macro cannot see through
 /// (aliases, structs by value) are checked by the traits above, whose
 /// errors point at the declaration; a pointer hidden behind an alias
 /// (`pub type z_streamp = *mut z_stream;`) is refused there too: write
@@ -152,6 +183,52 @@ pub fn sandbox(args: TokenStream, input: TokenStream) -> TokenStream {
 pub fn derive_foreign_enum(input: TokenStream) -> TokenStream {
     let input = parse_macro_input!(input as DeriveInput);
     foreign_enum::derive(input).into()
+}
+
+/// Derives `cofferdam::Pod` for a `#[repr(C)]` (or `#[repr(transparent)]`)
+/// struct, so that it can live in foreign memory (`ForeignBox<T>`,
+/// `ForeignVec<T>`) and be read back: the mirror of a C struct, field for
+/// field.
+///
+/// ```ignore
+/// use cofferdam::{ForeignBox, ForeignPtr};
+///
+/// // struct header { unsigned char *buf; unsigned len; int flags; };
+/// #[derive(Clone, Copy, Debug, Default, cofferdam::Pod)]
+/// #[repr(C)]
+/// pub struct Header {
+///     pub buf: ForeignPtr<u8>,
+///     pub len: u32,
+///     pub flags: i32,
+/// }
+///
+/// let h = ForeignBox::new(Header::default())?;
+/// ```
+///
+/// Refused at compile time, with an error that says why:
+///
+/// * a struct without `#[repr(C)]` or `#[repr(transparent)]` (Rust's own
+///   layout is not C's); enums (a bad discriminant would be an invalid
+///   value: mirror the field as an integer, or use `ForeignEnum` to
+///   validate it), unions and generic structs;
+/// * a field that is not `Pod` (`bool`, `char`, references, raw pointers,
+///   enums, `Option`s; a pointer field is a `cofferdam::ForeignPtr<T>`),
+///   reported at the field;
+/// * padding: the struct's size must be the sum of its fields' sizes
+///   (checked by a constant assertion), because padding bytes are not
+///   values the derive can vouch for. Declare C's padding as fields
+///   (`_pad: [u8; 4]`).
+///
+/// The struct must also be `Copy` (derive `Clone, Copy`).
+///
+/// A `Pod` value read back from foreign memory is whatever foreign code
+/// left there: always a valid value, never a trusted one. In particular a
+/// `ForeignPtr` field is only an address; it is used through the gate or
+/// `ForeignPtr::read` / `Compartment::read_foreign`, which check it.
+#[proc_macro_derive(Pod)]
+pub fn derive_pod(input: TokenStream) -> TokenStream {
+    let input = parse_macro_input!(input as DeriveInput);
+    pod::derive(input).into()
 }
 
 /// Errors collected over all phases, reported together.

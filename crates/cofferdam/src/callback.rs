@@ -88,17 +88,17 @@ pub(crate) struct Slot {
 #[repr(C)]
 pub(crate) struct CbFrame {
     /// rdi, rsi, rdx, rcx, r8, r9 as C passed them.
-    gpr: [u64; 6],
+    pub(crate) gpr: [u64; 6],
     /// xmm0..xmm7 (low 8 bytes).
-    sse: [u64; 8],
+    pub(crate) sse: [u64; 8],
     /// 112: C's stack pointer at the call (its return address there).
     pub(crate) foreign_rsp: usize,
     /// 120: the thread's state (checked by the entry).
-    state: usize,
-    old_top: usize,
-    slot: u64,
-    c_mxcsr: u32,
-    c_fpucw: u16,
+    pub(crate) state: usize,
+    pub(crate) old_top: usize,
+    pub(crate) slot: u64,
+    pub(crate) c_mxcsr: u32,
+    pub(crate) c_fpucw: u16,
     _pad: u16,
     /// 152: rax, rdx, xmm0, xmm1 to return to C.
     pub(crate) ret: [u64; 4],
@@ -258,7 +258,7 @@ impl<T> CallbackArg for ForeignPtr<T> {
     /// outside protected memory.
     fn from_word(w: u64) -> Result<Self, String> {
         let addr = w as usize;
-        if addr != 0 && gate::thread::contains_protected(addr, core::mem::size_of::<T>()) {
+        if addr != 0 && gate::thread::is_protected(addr, core::mem::size_of::<T>()) {
             return Err(format!("{addr:#x} points into protected Rust memory"));
         }
         Ok(ForeignPtr::from_addr(addr))

@@ -1,12 +1,12 @@
 //! Compartments: a named foreign library (or part of one) behind the gate.
 
-use core::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 use crate::backend::{self, Backend};
 use crate::callback::Callback;
 use crate::error::{Access, Error, Fault, FaultKind};
-use crate::foreign::{ForeignPtr, ForeignVec, Pod};
+use crate::foreign::{CChar, ForeignPtr, ForeignVec, Pod};
 #[cfg(doc)]
 use crate::gate::MAX_STACK_ARGS;
 use crate::gate::{self, FaultRecord, GateFrame};
@@ -14,9 +14,11 @@ use crate::validate::ForeignArg;
 
 /// A group of foreign functions that fail together: the first fault in any
 /// of them poisons the compartment, and later calls return
-/// [`Error::Poisoned`] without running foreign code.
+/// [`Error::Poisoned`] without running foreign code, until
+/// [`Compartment::renew`] replaces it with a fresh one.
 ///
-/// Cloning gives another handle to the same compartment.
+/// Cloning gives another handle to the same compartment: a fault through
+/// one handle poisons them all, and renewing through one renews them all.
 #[derive(Clone, Debug)]
 pub struct Compartment {
     inner: Arc<Inner>,
@@ -27,6 +29,12 @@ struct Inner {
     name: String,
     backend: Backend,
     poisoned: AtomicBool,
+    /// The most recent fault (written before `poisoned` is set).
+    last_fault: Mutex<Option<Fault>>,
+    /// How many times [`Compartment::renew`] has run.
+    renewals: AtomicU64,
+    /// Held while renewing: one renewal at a time.
+    renewing: Mutex<()>,
     /// The helper process, on the `process` backend.
     process: Option<backend::process::Engine>,
 }
@@ -166,23 +174,12 @@ impl Compartment {
                 name: b.name,
                 backend: chosen,
                 poisoned: AtomicBool::new(false),
+                last_fault: Mutex::new(None),
+                renewals: AtomicU64::new(0),
+                renewing: Mutex::new(()),
                 process,
             }),
         })
-    }
-
-    /// Makes a poisoned compartment usable again. On the `process` backend
-    /// this is a real reset: the helper process is killed and a fresh one
-    /// started, so the library's statics and heap start over (foreign
-    /// memory in the shared arena stays as it is). On the in-process
-    /// backends only the poison is cleared: the library's state is what the
-    /// fault left.
-    pub fn renew(&self) -> Result<(), Error> {
-        if let Some(p) = &self.inner.process {
-            p.renew()?;
-        }
-        self.inner.poisoned.store(false, Ordering::Release);
-        Ok(())
     }
 
     /// The helper process's id, on the `process` backend (while one runs).
@@ -227,9 +224,108 @@ impl Compartment {
         self.inner.backend
     }
 
-    /// Whether an earlier fault poisoned it.
+    /// Whether an earlier fault poisoned it (and it has not been renewed
+    /// since).
     pub fn is_poisoned(&self) -> bool {
         self.inner.poisoned.load(Ordering::Acquire)
+    }
+
+    /// The most recent fault of a call through this compartment, if there
+    /// was one: the fault that poisoned it while [`Compartment::is_poisoned`]
+    /// is true. It is kept after [`Compartment::renew`], for the record
+    /// (until the next fault replaces it); [`Compartment::renewals`] tells
+    /// whether a renewal came after it.
+    pub fn last_fault(&self) -> Option<Fault> {
+        self.inner
+            .last_fault
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// How many times [`Compartment::renew`] has run on this compartment.
+    pub fn renewals(&self) -> u64 {
+        self.inner.renewals.load(Ordering::Acquire)
+    }
+
+    /// Replaces the compartment's state by a fresh one and lifts the
+    /// poisoning, so calls run again: for a server that must keep serving
+    /// after one bad input. Every handle (clone) of the compartment sees the
+    /// renewed one, including the handle of a `#[cofferdam::sandbox]` block.
+    ///
+    /// ```
+    /// # #[global_allocator]
+    /// # static GLOBAL: cofferdam::ProtectedAlloc = cofferdam::ProtectedAlloc;
+    /// use cofferdam::{Compartment, Error, ForeignBuf, ForeignPtr};
+    /// extern "C" {
+    ///     fn strlen(s: *const u8) -> usize;
+    /// }
+    /// let c = Compartment::new("parser")?;
+    /// let bad = ForeignPtr::<u8>::from_addr(1); // a bad input
+    /// // SAFETY: strlen(const char *) -> size_t; address 1 faults, inside the gate.
+    /// let r: Result<usize, Error> = unsafe { c.call("strlen", strlen as *const (), (bad,)) };
+    /// assert!(matches!(r, Err(Error::Fault(_))));
+    /// assert!(c.is_poisoned());
+    ///
+    /// eprintln!("renewing after {}", c.last_fault().unwrap());
+    /// c.renew()?;
+    /// let s = ForeignBuf::from_str_nul("fine")?;
+    /// // SAFETY: as above, with a NUL-terminated foreign string.
+    /// let n: usize = unsafe { c.call("strlen", strlen as *const (), (s.as_foreign_ptr(),)) }?;
+    /// assert_eq!(n, 4);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// What renewal restores, and what it cannot:
+    ///
+    /// * It restores the compartment's ability to run calls, and whatever
+    ///   the backend keeps per compartment.
+    /// * With the `mpk`, `split` and `none` backends the library runs in this
+    ///   process, so its own state is **not** reset: its statics and globals,
+    ///   the memory it allocated, and foreign objects (`ForeignBox`,
+    ///   `ForeignVec`, pointers C returned) made before the fault stay as the
+    ///   faulting call left them, possibly corrupt. Drop and remake those
+    ///   objects, and re-run the library's own initialisation where it has
+    ///   one; a library whose global state a fault may have broken needs a
+    ///   backend that restarts it: the `process` backend.
+    /// * With the `process` backend renewal is a real reset: the helper
+    ///   process is killed and a fresh one started, so the library's
+    ///   statics and heap start over (foreign memory in the shared arena
+    ///   stays as it is).
+    /// * A call already running on another thread when the compartment is
+    ///   renewed finishes (or faults, poisoning the renewed compartment).
+    ///
+    /// Renewing a compartment that is not poisoned is allowed: it replaces
+    /// the state all the same.
+    ///
+    /// # Errors
+    /// The errors of creating a compartment ([`Error::Unavailable`]), if
+    /// the backend cannot make the fresh state; the compartment then stays
+    /// as it was (poisoned if it was).
+    pub fn renew(&self) -> Result<(), Error> {
+        let _one = self
+            .inner
+            .renewing
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        self.renew_backend()?;
+        self.inner.renewals.fetch_add(1, Ordering::AcqRel);
+        self.inner.poisoned.store(false, Ordering::Release);
+        Ok(())
+    }
+
+    /// The backend's part of [`Compartment::renew`]: make the state the
+    /// backend keeps for this compartment fresh. In-process backends keep
+    /// none today (a fault leaves no per-compartment state behind: the
+    /// gate's per-thread state is restored by the fault path itself); a
+    /// backend that runs the library elsewhere restarts it here.
+    fn renew_backend(&self) -> Result<(), Error> {
+        match (&self.inner.process, self.inner.backend) {
+            // A fresh helper process: the library's statics and heap start
+            // over (foreign memory in the shared arena stays).
+            (Some(p), _) => p.renew(),
+            (None, Backend::Mpk | Backend::Split | Backend::None | Backend::Process) => Ok(()),
+        }
     }
 
     /// Calls foreign function `f` (named `function` in errors) with up to six
@@ -402,8 +498,18 @@ impl Compartment {
         regs: &CallRegs<'_>,
     ) -> Result<Returned, Error> {
         let r = p.call(&self.inner.name, function, f, regs);
-        if matches!(r, Err(Error::Fault(_)) | Err(Error::Timeout { .. })) {
-            self.inner.poisoned.store(true, Ordering::Release);
+        match &r {
+            Err(Error::Fault(fault)) => {
+                // As in `failed`: the fault first, then the flag.
+                *self
+                    .inner
+                    .last_fault
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner) = Some(fault.clone());
+                self.inner.poisoned.store(true, Ordering::Release);
+            }
+            Err(Error::Timeout { .. }) => self.inner.poisoned.store(true, Ordering::Release),
+            _ => {}
         }
         r
     }
@@ -417,11 +523,19 @@ impl Compartment {
             let detail = frame.callback_error.take().unwrap_or_default();
             return Error::Callback { function, detail };
         }
-        self.inner.poisoned.store(true, Ordering::Release);
         // SAFETY: status 1 is only set by the landing pad, which the fault
         // handler reaches after writing the record.
         let record = unsafe { frame.fault.assume_init_ref() };
-        Error::Fault(self.fault(function, record))
+        let fault = self.fault(function, record);
+        // The fault first, then the flag: whoever sees the compartment
+        // poisoned finds the fault that did it.
+        *self
+            .inner
+            .last_fault
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(fault.clone());
+        self.inner.poisoned.store(true, Ordering::Release);
+        Error::Fault(fault)
     }
 
     /// Copies `count` elements out of memory that foreign code pointed to
@@ -460,17 +574,13 @@ impl Compartment {
             function: FUNCTION,
             detail: format!("{:#x} + {bytes} bytes wraps around", p.addr()),
         })?;
-        if crate::alloc::is_protected_region(p.addr()) || crate::alloc::is_protected_region(end - 1)
-        {
+        if crate::is_protected(p.addr(), bytes) {
             return Err(Error::Invalid {
                 function: FUNCTION,
-                detail: format!("{:#x}..{end:#x} lies in the protected Rust heap", p.addr()),
+                detail: format!("{:#x}..{end:#x} touches protected memory", p.addr()),
             });
         }
-        let out = ForeignVec::<T>::zeroed(count).map_err(|e| Error::Invalid {
-            function: FUNCTION,
-            detail: e.to_string(),
-        })?;
+        let out = ForeignVec::<T>::zeroed(count)?;
         // SAFETY: memcpy(void *dst, const void *src, size_t n) -> void*:
         // `out` holds `bytes` bytes of foreign memory; the source is whatever
         // foreign code gave us: a bad one faults inside the gate and is
@@ -500,17 +610,30 @@ impl Compartment {
     /// assert_eq!(c.read_foreign_cstr(s.as_foreign_ptr(), 4)?, b"zlib");
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
-    pub fn read_foreign_cstr(&self, p: ForeignPtr<u8>, max: usize) -> Result<Vec<u8>, Error> {
+    ///
+    /// `p` may be a `ForeignPtr<u8>` or a `ForeignPtr<c_char>` (`i8`): what
+    /// a `*const c_char` return of a `#[cofferdam::sandbox]` function
+    /// becomes, so `c.read_foreign_cstr(zlibVersion()?, 64)` works as is.
+    pub fn read_foreign_cstr<C: CChar>(
+        &self,
+        p: ForeignPtr<C>,
+        max: usize,
+    ) -> Result<Vec<u8>, Error> {
+        let p = ForeignPtr::<u8>::from_addr(p.addr());
         if p.is_null() {
             return Err(Error::Invalid {
                 function: "strnlen (Compartment::read_foreign_cstr)",
                 detail: "null string".into(),
             });
         }
-        if crate::alloc::is_protected_region(p.addr()) {
+        if crate::is_protected(p.addr(), max.max(1)) {
             return Err(Error::Invalid {
                 function: "strnlen (Compartment::read_foreign_cstr)",
-                detail: format!("{:#x} lies in the protected Rust heap", p.addr()),
+                detail: format!(
+                    "{:#x}..{:#x} touches protected memory",
+                    p.addr(),
+                    p.addr().wrapping_add(max)
+                ),
             });
         }
         // SAFETY: strnlen(const char *s, size_t maxlen) -> size_t; it reads
@@ -527,38 +650,171 @@ impl Compartment {
 
     #[cold]
     fn fault(&self, function: &'static str, r: &FaultRecord) -> Fault {
-        let kind = match (r.signal, r.si_code) {
-            (libc::SIGSYS, _) => FaultKind::Syscall {
-                nr: r.err as u32,
-                name: crate::guard::syscall_name(
-                    r.err as u32,
-                    r.err & crate::guard::I386_FLAG != 0,
-                ),
-            },
-            (libc::SIGBUS, _) => FaultKind::Bus,
-            (_, crate::fault::SEGV_PKUERR) => FaultKind::ProtectionKey,
-            (_, SEGV_MAPERR) => FaultKind::Unmapped,
-            (_, SEGV_ACCERR) => FaultKind::AccessRights,
-            (_, c) => FaultKind::Other(c),
-        };
-        let access = if r.signal == libc::SIGBUS || r.signal == libc::SIGSYS {
-            Access::Unknown
-        } else if r.err & 0x10 != 0 {
-            Access::Execute
-        } else if r.err & 0x2 != 0 {
-            Access::Write
-        } else {
-            Access::Read
+        let (kind, access, address, ip, pkey) = match *r {
+            FaultRecord::Memory {
+                signal,
+                code,
+                address,
+                ip,
+                err,
+                pkey,
+            } => {
+                let kind = match (signal, code) {
+                    (libc::SIGBUS, _) => FaultKind::Bus,
+                    (_, crate::fault::SEGV_PKUERR) => FaultKind::ProtectionKey,
+                    (_, SEGV_MAPERR) => FaultKind::Unmapped,
+                    (_, SEGV_ACCERR) => FaultKind::AccessRights,
+                    (_, c) => FaultKind::Other(c),
+                };
+                let access = if signal == libc::SIGBUS {
+                    Access::Unknown
+                } else if err & 0x10 != 0 {
+                    Access::Execute
+                } else if err & 0x2 != 0 {
+                    Access::Write
+                } else {
+                    Access::Read
+                };
+                (
+                    kind,
+                    access,
+                    address,
+                    ip,
+                    (pkey >= 0).then_some(pkey as u32),
+                )
+            }
+            FaultRecord::Instruction { signal, code, ip } => {
+                let kind = match signal {
+                    libc::SIGFPE => FaultKind::Arithmetic { code },
+                    libc::SIGILL => FaultKind::IllegalInstruction { code },
+                    _ => FaultKind::Breakpoint,
+                };
+                (kind, Access::Execute, ip, ip, None)
+            }
+            FaultRecord::Sent { signal, ip } => {
+                let kind = if signal == libc::SIGABRT {
+                    FaultKind::Abort
+                } else {
+                    FaultKind::Signal { signal }
+                };
+                (kind, Access::Unknown, 0, ip, None)
+            }
+            FaultRecord::Syscall { nr, i386, arg0, ip } => {
+                let name = crate::guard::syscall_name(nr, i386);
+                let kind = if !i386 && nr == libc::SYS_exit_group as u32 {
+                    FaultKind::Exit
+                } else {
+                    FaultKind::Syscall { nr, name }
+                };
+                (kind, Access::Unknown, arg0 as usize, ip, None)
+            }
+            FaultRecord::Integrity => (FaultKind::Integrity, Access::Unknown, 0, 0, None),
         };
         Fault {
             compartment: self.inner.name.clone(),
             function,
             kind,
             access,
-            address: r.address,
-            ip: r.ip,
-            pkey: (r.pkey >= 0).then_some(r.pkey as u32),
+            address,
+            ip,
+            pkey,
         }
+    }
+}
+
+/// A compartment created at first use, for a `static`: what each
+/// `#[cofferdam::sandbox]` block keeps its compartment in, and usable by
+/// hand the same way.
+///
+/// ```
+/// # #[global_allocator]
+/// # static GLOBAL: cofferdam::ProtectedAlloc = cofferdam::ProtectedAlloc;
+/// static ZLIB: cofferdam::LazyCompartment = cofferdam::LazyCompartment::new("zlib");
+///
+/// let c: &'static cofferdam::Compartment = ZLIB.get()?;
+/// assert_eq!(c.name(), "zlib");
+/// assert!(std::ptr::eq(c, ZLIB.get()?)); // created once
+/// # Ok::<(), cofferdam::Error>(())
+/// ```
+///
+/// A failed creation is not kept: [`LazyCompartment::get`] returns its
+/// error, and the next `get` tries again (the environment may have changed,
+/// e.g. [`crate::ProtectedAlloc`] installed, or a transient failure passed).
+/// Once created, the compartment stays: a poisoned one is renewed in place
+/// with [`Compartment::renew`], so `&'static` references to it stay valid.
+#[derive(Debug)]
+pub struct LazyCompartment {
+    name: &'static str,
+    /// `backend = ".."`, `timeout_ms = N`, `memory_limit = N` of the
+    /// `sandbox` attribute.
+    backend: Option<&'static str>,
+    timeout_ms: Option<u64>,
+    memory_limit: Option<u64>,
+    cell: OnceLock<Compartment>,
+    /// Serialises creation, so that racing first calls make one
+    /// compartment.
+    creating: Mutex<()>,
+}
+
+impl LazyCompartment {
+    /// A compartment named `name`, not created yet.
+    pub const fn new(name: &'static str) -> Self {
+        Self::with_options(name, None, None, None)
+    }
+
+    /// A compartment named `name` with the options of
+    /// [`Compartment::builder`]: a backend by name (`"process"`), a call
+    /// timeout in milliseconds, a memory limit in bytes.
+    pub const fn with_options(
+        name: &'static str,
+        backend: Option<&'static str>,
+        timeout_ms: Option<u64>,
+        memory_limit: Option<u64>,
+    ) -> Self {
+        LazyCompartment {
+            name,
+            backend,
+            timeout_ms,
+            memory_limit,
+            cell: OnceLock::new(),
+            creating: Mutex::new(()),
+        }
+    }
+
+    /// The compartment, created now if it was not (see
+    /// [`Compartment::new`] for the errors).
+    #[inline]
+    pub fn get(&self) -> Result<&Compartment, Error> {
+        match self.cell.get() {
+            Some(c) => Ok(c),
+            None => self.create(),
+        }
+    }
+
+    /// The compartment if it has been created, without creating it.
+    pub fn get_if_created(&self) -> Option<&Compartment> {
+        self.cell.get()
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn create(&self) -> Result<&Compartment, Error> {
+        let _one = self.creating.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(c) = self.cell.get() {
+            return Ok(c);
+        }
+        let mut b = Compartment::builder(self.name);
+        if let Some(name) = self.backend {
+            b = b.backend_named(name);
+        }
+        if let Some(ms) = self.timeout_ms {
+            b = b.timeout(core::time::Duration::from_millis(ms));
+        }
+        if let Some(bytes) = self.memory_limit {
+            b = b.memory_limit(bytes);
+        }
+        let c = b.build()?;
+        Ok(self.cell.get_or_init(|| c))
     }
 }
 

@@ -16,6 +16,41 @@ pub enum FaultKind {
     Bus,
     /// Another SIGSEGV code.
     Other(i32),
+    /// An arithmetic exception (SIGFPE): division by zero, overflow of a
+    /// division. `code` is the kernel's `si_code` (`FPE_INTDIV`, ...).
+    Arithmetic {
+        /// `si_code`.
+        code: i32,
+    },
+    /// An illegal instruction (SIGILL): `ud2`, an instruction the CPU lacks.
+    IllegalInstruction {
+        /// `si_code`.
+        code: i32,
+    },
+    /// A breakpoint or trace trap (SIGTRAP): `int3`.
+    Breakpoint,
+    /// Foreign code called `abort` (a failed `assert`, ...): SIGABRT raised
+    /// on its thread.
+    Abort,
+    /// Foreign code raised a fault signal itself (`raise`, `tgkill`):
+    /// `si_code <= 0`, not a fault of the CPU. On the `process` backend
+    /// also: the helper process was ended by this signal with no fault of
+    /// its own to report (SIGKILL from anyone: the OOM killer, a timeout of
+    /// another call).
+    Signal {
+        /// The signal number.
+        signal: i32,
+    },
+    /// Foreign code called `exit`, `_exit` or `exit_group` inside the call:
+    /// the program, not the library, decides when to exit. On the `process`
+    /// backend: the helper process exited.
+    Exit,
+    /// Foreign code jumped into one of Cofferdam's trampolines: onto a
+    /// WRPKRU with a value of its own, into the signal entry with a frame the
+    /// kernel did not deliver, onto the landing pad; or it returned with a
+    /// stack pointer other than the one it was called with. The trampoline's
+    /// check refused it before anything ran with rights.
+    Integrity,
     /// The syscall guard refused a system call that the foreign code made
     /// (one that would change protection keys, touch protected memory or
     /// create executable memory). The call was not executed.
@@ -25,14 +60,6 @@ pub enum FaultKind {
         /// Its name (`pkey_mprotect`, `mprotect`, ...).
         name: &'static str,
     },
-    /// The helper process of a `process` compartment was ended by this
-    /// signal without a fault of its own to report: `abort` (SIGABRT),
-    /// SIGKILL from anyone (the OOM killer, a timeout of another call),
-    /// SIGILL, SIGFPE.
-    Signal(i32),
-    /// The helper process of a `process` compartment exited with this
-    /// status: the library called `exit`.
-    Exit(i32),
 }
 
 impl FaultKind {
@@ -45,8 +72,13 @@ impl FaultKind {
             FaultKind::Bus => "bus",
             FaultKind::Other(_) => "other",
             FaultKind::Syscall { .. } => "syscall",
-            FaultKind::Signal(_) => "signal",
-            FaultKind::Exit(_) => "exit",
+            FaultKind::Integrity => "integrity",
+            FaultKind::Arithmetic { .. } => "arithmetic",
+            FaultKind::IllegalInstruction { .. } => "illegal-instruction",
+            FaultKind::Breakpoint => "breakpoint",
+            FaultKind::Abort => "abort",
+            FaultKind::Signal { .. } => "signal",
+            FaultKind::Exit => "exit",
         }
     }
 }
@@ -97,31 +129,37 @@ pub struct Fault {
 
 impl fmt::Display for Fault {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.kind == FaultKind::Integrity {
+            return write!(
+                f,
+                "foreign function `{}` in compartment `{}` jumped into a Cofferdam trampoline (a WRPKRU, the signal entry, the landing pad) or returned with the wrong stack pointer: refused by the trampoline's check",
+                self.function, self.compartment
+            );
+        }
+        let what = match self.kind {
+            FaultKind::Arithmetic { .. } => Some("an arithmetic exception (SIGFPE)"),
+            FaultKind::IllegalInstruction { .. } => Some("an illegal instruction (SIGILL)"),
+            FaultKind::Breakpoint => Some("a breakpoint trap (SIGTRAP)"),
+            FaultKind::Abort => Some("abort() (SIGABRT)"),
+            FaultKind::Signal { .. } => {
+                Some("a signal (one it sent itself; on the process backend, the signal that ended its helper process)")
+            }
+            FaultKind::Exit => Some("an exit (of the whole program; on the process backend, of its helper process)"),
+            _ => None,
+        };
+        if let Some(what) = what {
+            return write!(
+                f,
+                "foreign function `{}` in compartment `{}` ended in {what}, at ip {:#x}",
+                self.function, self.compartment, self.ip
+            );
+        }
         if let FaultKind::Syscall { nr, name } = self.kind {
             return write!(
                 f,
                 "foreign function `{}` in compartment `{}` was stopped by the syscall guard: {name} (syscall {nr}) with first argument {:#x}, at ip {:#x}",
                 self.function, self.compartment, self.address, self.ip
             );
-        }
-        match self.kind {
-            FaultKind::Exit(code) => {
-                return write!(
-                    f,
-                    "foreign function `{}` in compartment `{}` ended its helper process: exit({code})",
-                    self.function, self.compartment
-                )
-            }
-            FaultKind::Signal(sig) => {
-                return write!(
-                    f,
-                    "foreign function `{}` in compartment `{}` ended its helper process: signal {sig} ({})",
-                    self.function,
-                    self.compartment,
-                    signal_name(sig)
-                )
-            }
-            _ => {}
         }
         write!(
             f,
@@ -139,22 +177,6 @@ impl fmt::Display for Fault {
     }
 }
 
-fn signal_name(sig: i32) -> &'static str {
-    match sig {
-        libc::SIGABRT => "SIGABRT",
-        libc::SIGKILL => "SIGKILL",
-        libc::SIGILL => "SIGILL",
-        libc::SIGFPE => "SIGFPE",
-        libc::SIGSEGV => "SIGSEGV",
-        libc::SIGBUS => "SIGBUS",
-        libc::SIGSYS => "SIGSYS",
-        libc::SIGTRAP => "SIGTRAP",
-        libc::SIGTERM => "SIGTERM",
-        libc::SIGXCPU => "SIGXCPU",
-        _ => "another signal",
-    }
-}
-
 /// Why a call through a compartment did not return a value.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
@@ -162,7 +184,9 @@ pub enum Error {
     /// The foreign function faulted; the compartment is now poisoned.
     Fault(Fault),
     /// An earlier call faulted: the compartment's state can no longer be
-    /// trusted, so it refuses further calls.
+    /// trusted, so it refuses further calls until
+    /// [`crate::Compartment::renew`] renews it
+    /// ([`crate::Compartment::last_fault`] says what happened).
     Poisoned {
         /// The compartment's name.
         compartment: String,
@@ -231,6 +255,12 @@ pub enum Error {
         /// Why.
         reason: String,
     },
+    /// Foreign memory could not be allocated ([`crate::ForeignBox::new`],
+    /// [`crate::ForeignVec::zeroed`], ...).
+    Alloc(crate::foreign::ForeignAllocError),
+    /// An index outside a foreign buffer ([`crate::ForeignVec::write`],
+    /// [`crate::ForeignVec::read`], ...).
+    OutOfBounds(crate::foreign::OutOfBounds),
 }
 
 impl fmt::Display for Error {
@@ -238,7 +268,7 @@ impl fmt::Display for Error {
         match self {
             Error::Fault(fault) => fault.fmt(f),
             Error::Poisoned { compartment } => {
-                write!(f, "compartment `{compartment}` is poisoned by an earlier fault and refuses calls")
+                write!(f, "compartment `{compartment}` is poisoned by an earlier fault and refuses calls until it is renewed")
             }
             Error::Unavailable { reason } => write!(f, "protection unavailable: {reason}"),
             Error::Timeout {
@@ -265,6 +295,8 @@ impl fmt::Display for Error {
                 )
             }
             Error::Load { path, reason } => write!(f, "cannot load {path}: {reason}"),
+            Error::Alloc(e) => e.fmt(f),
+            Error::OutOfBounds(e) => e.fmt(f),
             Error::HeapNotProtected => f.write_str(
                 "the Rust heap is not protected: add `#[global_allocator] static A: cofferdam::ProtectedAlloc = cofferdam::ProtectedAlloc;`",
             ),
@@ -272,4 +304,28 @@ impl fmt::Display for Error {
     }
 }
 
-impl std::error::Error for Error {}
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::Alloc(e) => Some(e),
+            Error::OutOfBounds(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+/// A foreign allocation that failed, as [`Error::Alloc`]: so that `?` works
+/// on `ForeignBox::new` and friends in a function returning
+/// `Result<_, cofferdam::Error>`.
+impl From<crate::foreign::ForeignAllocError> for Error {
+    fn from(e: crate::foreign::ForeignAllocError) -> Self {
+        Error::Alloc(e)
+    }
+}
+
+/// An index outside a foreign buffer, as [`Error::OutOfBounds`].
+impl From<crate::foreign::OutOfBounds> for Error {
+    fn from(e: crate::foreign::OutOfBounds) -> Self {
+        Error::OutOfBounds(e)
+    }
+}

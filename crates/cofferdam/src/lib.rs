@@ -7,7 +7,10 @@
 //!   C's own `malloc`; Rust reads them back by copy, as untrusted data.
 //! * [`Compartment`] calls foreign functions through a verified call gate that
 //!   drops P's rights for the duration of the call; a fault in foreign code
-//!   becomes [`Error::Fault`] and poisons the compartment.
+//!   becomes [`Error::Fault`] and poisons the compartment until
+//!   [`Compartment::renew`] renews it.
+//! * [`ForeignBox`] of a `#[derive(Pod)]` struct mirrors a C struct, its
+//!   pointers as [`ForeignPtr`] fields.
 //!
 //! ```
 //! #[global_allocator]
@@ -64,16 +67,17 @@ pub use alloc::{is_protected_region, ProtectedAlloc};
 pub use backend::Backend;
 pub use backend::DEFAULT_FOREIGN_STACK_KIB;
 pub use callback::{Callback, CallbackArg, CallbackRef, CallbackRet, CallbackSig};
-pub use cofferdam_macros::{sandbox, ForeignEnum};
+pub use cofferdam_macros::{sandbox, ForeignEnum, Pod};
 pub use compartment::{
     ArmedCallback, CallRegs, Compartment, CompartmentBuilder, GateArg, GateArgs, GateReturn,
-    Returned,
+    LazyCompartment, Returned,
 };
 pub use error::{Access, Error, Fault, FaultKind};
 pub use fault::is_wrapped as signal_is_wrapped;
 pub use foreign::{
-    ForeignAllocError, ForeignBox, ForeignBuf, ForeignPtr, ForeignVec, OutOfBounds, Pod,
+    CChar, ForeignAllocError, ForeignBox, ForeignBuf, ForeignPtr, ForeignVec, OutOfBounds, Pod,
 };
+pub use gate::thread::is_protected;
 #[cfg(feature = "bench-floor")]
 #[doc(hidden)]
 pub use gate::wrpkru_pair_call;
@@ -130,6 +134,10 @@ pub struct Info {
     /// Rust thread stacks are tagged with P at each thread's first gate
     /// call; `None` when they are, else why not.
     pub stacks_unprotected: Option<&'static str>,
+    /// Signal frames are authenticated (on mpk: a kernel frame on the
+    /// thread's P-tagged alternate stack) before any handler runs with
+    /// rights; `None` when they are, else why not (docs/signals.md).
+    pub signal_frames_unprotected: Option<&'static str>,
     /// Bytes of foreign stack each thread gets.
     pub foreign_stack: usize,
     /// The protected address interval `(start, length)`: the one
@@ -163,6 +171,7 @@ pub fn info() -> Info {
         heap_direct: alloc::direct_bytes(),
         pkru: read_pkru(),
         stacks_unprotected: gate::thread::stack_problem(),
+        signal_frames_unprotected: gate::thread::frames_problem(),
         foreign_stack: gate::config::get().foreign_stack,
         protected_range: alloc::reservation(),
         guard: guard::info(),
@@ -235,6 +244,13 @@ impl fmt::Display for Info {
                 self.pkey.unwrap_or(0)
             )?,
             Some(why) => writeln!(f, "rust stacks:      NOT protected: {why}")?,
+        }
+        match self.signal_frames_unprotected {
+            None => writeln!(
+                f,
+                "signal frames:    authenticated (on P-tagged alternate stacks) before handlers get rights"
+            )?,
+            Some(why) => writeln!(f, "signal frames:    NOT authenticated: {why}")?,
         }
         writeln!(
             f,

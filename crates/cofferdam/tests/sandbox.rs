@@ -225,6 +225,35 @@ fn invalid_chars_and_nonzeros_are_refused() {
 }
 
 #[test]
+fn pointers_into_a_tagged_rust_stack_are_refused() {
+    // One check for every "is this protected?" question: a pointer into this
+    // thread's (tagged) Rust stack is refused like one into the heap.
+    if !common::mpk_or_skip("pointers_into_a_tagged_rust_stack_are_refused") {
+        return;
+    }
+    let _ = lying_ptr(); // the thread's first gate call tags its stack
+                         // Some frames down: the top page of a thread's stack, which it shares
+                         // with its TLS, stays untagged (docs/stacks.md).
+    fn deep(n: usize) {
+        let pad = [n as u8; 4096];
+        std::hint::black_box(&pad);
+        if n > 0 {
+            return deep(n - 1);
+        }
+        let addr = pad.as_ptr() as usize;
+        assert!(cofferdam::is_protected(addr, 8), "the stack is tagged");
+        assert!(
+            !cofferdam::is_protected_region(addr),
+            "and it is not the heap"
+        );
+        returning(addr, || {
+            invalid(lying_ptr(), "lying_ptr", "points into protected memory")
+        });
+    }
+    deep(3);
+}
+
+#[test]
 fn pointers_into_the_rust_heap_are_refused() {
     let secret = Box::new(0x5ec2e7u64);
     let addr = &*secret as *const u64 as usize;
@@ -233,11 +262,7 @@ fn pointers_into_the_rust_heap_are_refused() {
         "the test needs ProtectedAlloc's region (any backend but none)"
     );
     returning(addr, || {
-        invalid(
-            lying_ptr(),
-            "lying_ptr",
-            "points into the protected Rust heap",
-        )
+        invalid(lying_ptr(), "lying_ptr", "points into protected memory")
     });
     // Null and foreign addresses are fine.
     returning(0, || assert_eq!(lying_ptr(), Ok(ForeignPtr::null())));

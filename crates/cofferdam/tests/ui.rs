@@ -1,4 +1,5 @@
-//! Compile-fail tests of `#[cofferdam::sandbox]` and `#[derive(ForeignEnum)]`:
+//! Compile-fail tests of `#[cofferdam::sandbox]`, `#[derive(ForeignEnum)]` and
+//! `#[derive(Pod)]`:
 //! what must not compile, and the messages that say why.
 //! Regenerate the expected output with `TRYBUILD=overwrite` and review it.
 

@@ -29,8 +29,9 @@ pub struct Sqlite3Stmt {
 }
 
 // Out-parameters (`sqlite3 **ppDb`, `sqlite3_stmt **ppStmt`) are declared
-// `*mut u64` and passed a `ForeignBox<u64>`: a `ForeignBox<ForeignPtr<T>>`
-// is not possible (`ForeignPtr` is not `Pod`). `char **` out-parameters we
+// `*mut u64` and passed a `ForeignBox<u64>` (written before `ForeignPtr`
+// was `Pod`; a `&ForeignBox<ForeignPtr<T>>` would do now, the value read
+// back as untrusted all the same). `char **` out-parameters we
 // do not use are `*mut u64` too, passed null. `sqlite3_bind_text`'s
 // destructor is an integer: SQLITE_TRANSIENT (-1) is not a function.
 #[cofferdam::sandbox(compartment = "sqlite", handle = pub sqlite_compartment)]
@@ -162,7 +163,7 @@ impl Db {
             Ok(c) => c,
             Err(e) => return format!("(no message: {e})"),
         };
-        match compartment.read_foreign_cstr(ForeignPtr::from_addr(p.addr()), 4096) {
+        match compartment.read_foreign_cstr(p, 4096) {
             Ok(msg) => String::from_utf8_lossy(&msg).into_owned(),
             Err(e) => format!("(no message: {e})"),
         }

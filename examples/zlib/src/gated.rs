@@ -10,18 +10,21 @@ use core::cell::Cell;
 use core::ffi::{c_char, c_int};
 use core::mem::{offset_of, size_of};
 
-use cofferdam::{ForeignBox, ForeignBuf, ForeignPtr, Pod};
+use cofferdam::{ForeignBox, ForeignBuf, ForeignPtr};
 
 use crate::copy::{append, fill, CopyMode};
 use crate::z::*;
 use crate::{ok_or, Error, CHUNK, MEM_LEVEL, WINDOW_BITS};
 
 /// zlib's `z_stream` (x86_64 / LP64 layout), with every pointer as an
-/// integer so that any bytes zlib leaves in it form a valid value ([`Pod`]).
+/// integer so that any bytes zlib leaves in it form a valid value
+/// ([`cofferdam::Pod`]).
 /// It lives in foreign memory ([`ForeignBox<ZStream>`]); Rust reads it back
 /// by copy.
+/// `#[derive(cofferdam::Pod)]` checks at compile time that every field is
+/// Pod and that the padding is spelled out (`_pad*`).
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, cofferdam::Pod)]
 pub struct ZStream {
     /// `const Bytef *next_in`: next input byte.
     pub next_in: u64,
@@ -55,10 +58,6 @@ pub struct ZStream {
     /// `uLong reserved`.
     pub reserved: u64,
 }
-
-// SAFETY: a #[repr(C)] struct of integers only, with the padding spelled out
-// as fields: no padding bytes, and every bit pattern is a valid value.
-unsafe impl Pod for ZStream {}
 
 // The layout must be zlib's: checked against libz-sys's `z_stream`.
 const _: () = {
@@ -113,8 +112,7 @@ pub fn version() -> Result<String, Error> {
         return Err(Error::Protocol("zlibVersion returned null".into()));
     }
     // Copied through the gate: a lying pointer is an error, not UB.
-    let bytes =
-        zlib_compartment()?.read_foreign_cstr(cofferdam::ForeignPtr::from_addr(p.addr()), 64)?;
+    let bytes = zlib_compartment()?.read_foreign_cstr(p, 64)?;
     Ok(String::from_utf8_lossy(&bytes).into_owned())
 }
 

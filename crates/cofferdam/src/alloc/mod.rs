@@ -375,9 +375,9 @@ fn add_region() -> Option<*mut mi::mi_heap_t> {
     Some(heap)
 }
 
-/// Whether `addr` lies in one of the allocator's arena regions (the memory
-/// that carries key P when protection is on). Large direct mappings are not
-/// included.
+/// Whether `addr` lies in one of the allocator's arena regions (the Rust
+/// heap). For the question "may foreign code be pointed here?", use
+/// [`crate::is_protected`], which covers every protected range.
 pub fn is_protected_region(addr: usize) -> bool {
     let n = REGIONS.count.load(Ordering::Acquire);
     (0..n).any(|i| {

@@ -114,6 +114,15 @@ pub(crate) fn decide() -> Runtime {
     }
     let slots_len = crate::callback::NSLOTS * crate::callback::SLOT_SIZE;
     let (state_base, state_len) = crate::gate::thread::reserve_table(rt.pkey, slots_len);
+    // The alternate signal stacks: on every backend but `none` (whose
+    // signals Cofferdam leaves alone), P-tagged where the kernel can write
+    // frames onto tagged memory.
+    let frames_tagged = crate::gate::thread::frames_can_be_tagged(rt.pkey);
+    let alt = if rt.backend == Backend::None {
+        (0, 0)
+    } else {
+        crate::gate::thread::reserve_alt_arena(rt.pkey, frames_tagged)
+    };
     let foreign_stack = sys::getenv_bytes(c"COFFERDAM_FOREIGN_STACK_KIB")
         .and_then(|v| core::str::from_utf8(v).ok()?.parse::<usize>().ok())
         .filter(|&k| (64..=(1 << 20)).contains(&k))
@@ -127,6 +136,8 @@ pub(crate) fn decide() -> Runtime {
         slots: (state_base + state_len, crate::callback::NSLOTS),
         foreign_stack,
         tag_stacks: rt.backend != Backend::None && crate::gate::thread::stacks_enabled(rt.pkey),
+        frames_tagged,
+        alt,
     });
     rt
 }

@@ -13,10 +13,11 @@
 //! The table lives on pages of its own tagged with P: foreign code can neither
 //! read nor redirect it.
 //!
-//! Foreign code (a call made while the thread is inside a gate) may install
-//! handlers for other signals; they are passed to the kernel untouched and run
-//! without P's rights. It may not replace the SIGSEGV/SIGBUS handler (EPERM):
-//! that would let it swallow its own faults.
+//! Foreign code (a call made while the thread is inside a gate) may set
+//! `SIG_DFL` or `SIG_IGN` for other signals, and nothing else (`EPERM`): a
+//! handler of its own would get a frame it can write and return through
+//! `rt_sigreturn`, which restores the PKRU the frame names; and replacing
+//! the SIGSEGV/SIGBUS/SIGSYS handler would let it swallow its own faults.
 //!
 //! Not covered: `sigset`, `sysv_signal`, `bsd_signal`, and raw
 //! `rt_sigaction` syscalls bypass the interposition; a shared library loaded
@@ -98,12 +99,10 @@ fn managed(sig: c_int) -> bool {
         && sig != 33
 }
 
-fn is_fault_signal(sig: c_int) -> bool {
-    sig == libc::SIGSEGV || sig == libc::SIGBUS
-}
+use super::is_fault_signal;
 
-/// Signals Cofferdam keeps for itself: the fault signals and SIGSYS (the
-/// syscall guard's traps). Always behind the entry; foreign code may not
+/// Signals Cofferdam keeps for itself: the fault signals (with SIGABRT) and
+/// SIGSYS (the syscall guard's traps). Always behind the entry; foreign code may not
 /// install handlers for them.
 fn is_reserved_signal(sig: c_int) -> bool {
     is_fault_signal(sig) || sig == libc::SIGSYS
@@ -170,6 +169,14 @@ pub(crate) fn install(rt: &Runtime) {
     if rt.backend == crate::Backend::None {
         return; // unprotected baseline: leave signals exactly as they are
     }
+    // The thread starting the runtime (the main thread, normally) gets its
+    // state and its alternate stack now; threads that trusted code starts
+    // later get theirs as they start (`gate::thread::pthread_create`).
+    let _ = gate::thread::adopt();
+    // A child made by fork has the thread that forked, with its state: the
+    // state must name the child's thread id, which the signal entry checks.
+    // SAFETY: registers a plain function for the child side only.
+    unsafe { libc::pthread_atfork(None, None, Some(gate::thread::after_fork_in_child)) };
     {
         let g = lock();
         for sig in 1..NSIG as c_int {
@@ -226,16 +233,30 @@ pub(crate) unsafe fn forward(sig: c_int, info: *mut libc::siginfo_t, ctx: *mut c
     if h == libc::SIG_IGN {
         return;
     }
+    // SAFETY: info is the kernel's siginfo for this signal (or null).
+    let sent = info.is_null() || unsafe { (*info).si_code } <= 0;
+    if h == libc::SIG_DFL && sent && is_fault_signal(sig) && sig != libc::SIGABRT {
+        // A fault signal someone sent (kill, tgkill) is not a fault: its
+        // default action is not taken, so that no thread, foreign or not,
+        // can take Cofferdam's entry out of the kernel by sending it. (A
+        // sent SIGABRT keeps its meaning: abort() ends the process.)
+        return;
+    }
     if h == libc::SIG_DFL {
-        // Put the default back and let it happen: for a fault, returning
-        // re-runs the faulting instruction; for another signal, re-raise it
-        // (blocked until this handler returns, unless SA_NODEFER).
+        // Put the default back and let it happen: for a fault the CPU
+        // raised, returning re-runs the faulting instruction; for a signal
+        // that was sent, re-raise it (blocked until this handler returns,
+        // unless SA_NODEFER). Only trusted code's signals get here (the
+        // classification in `fault` took foreign code's, and threads that
+        // foreign code started never reach this with rights), so foreign
+        // code cannot use this to take Cofferdam's entry out of the kernel:
+        // the process ends right after, as the program asked.
         // SAFETY: a zeroed sigaction is SIG_DFL.
         let dfl: libc::sigaction = unsafe { core::mem::zeroed() };
         // SAFETY: installs the default action.
         unsafe { sys::real_sigaction(sig, &dfl, core::ptr::null_mut()) };
         table().wrapped[i].store(false, Ordering::Release);
-        if !is_fault_signal(sig) {
+        if !is_fault_signal(sig) || sent {
             // SAFETY: raise has no memory preconditions.
             unsafe { libc::raise(sig) };
         }
@@ -263,9 +284,15 @@ unsafe fn hook(sig: c_int, act: *const libc::sigaction, old: *mut libc::sigactio
         return unsafe { sys::real_sigaction(sig, act, old) };
     }
     if gate::foreign_running() {
-        // Foreign code: never wrapped (it gets no rights), and never allowed
-        // to take the fault signals.
-        if !act.is_null() && is_reserved_signal(sig) {
+        // Foreign code may set SIG_DFL or SIG_IGN for signals that are not
+        // Cofferdam's, and nothing else: a handler of its own would run on a
+        // frame it can write and return through rt_sigreturn (which would
+        // restore whatever PKRU the frame said; the filter refuses it
+        // without the token anyway). Deny by default.
+        // SAFETY: the caller passes a valid action when non-null.
+        if !act.is_null()
+            && (is_reserved_signal(sig) || is_function(unsafe { (*act).sa_sigaction }))
+        {
             // SAFETY: errno is thread-local.
             unsafe { *libc::__errno_location() = libc::EPERM };
             return -1;

@@ -20,10 +20,22 @@ use core::ptr::{self, NonNull};
 /// pattern of `size_of::<T>()` bytes is a valid `T`. Only such types can be
 /// read back from memory foreign code controls.
 ///
+/// For a `#[repr(C)]` struct, `#[derive(cofferdam::Pod)]` implements it
+/// after checking, at compile time, that every field is `Pod` and that the
+/// struct has no padding. [`ForeignPtr`] is `Pod`, so a C struct that holds
+/// pointers mirrors field for field.
+///
 /// # Safety
 /// Implement it only for types for which any byte content is a valid value
-/// (integers, floats, arrays and `#[repr(C)]` structs of those). Not for
-/// `bool`, `char`, enums, references or anything with a niche.
+/// (integers, floats, arrays and `#[repr(C)]` structs of those, without
+/// padding). Not for `bool`, `char`, enums, references or anything with a
+/// niche.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not `Pod`: not every bit pattern is a valid `{Self}`",
+    label = "cannot be read back from foreign memory",
+    note = "foreign memory may hold any bytes: only integers, floats, `ForeignPtr<T>`, arrays of those and structs deriving `cofferdam::Pod` can live there",
+    note = "a C `bool` or enum is mirrored as its integer type; a C pointer as `cofferdam::ForeignPtr<T>`"
+)]
 pub unsafe trait Pod: Copy + 'static {}
 
 macro_rules! pod {
@@ -37,12 +49,58 @@ pod!(u8, u16, u32, u64, u128, usize, i8, i16, i32, i64, i128, isize, f32, f64);
 // pattern of each element is valid.
 unsafe impl<T: Pod, const N: usize> Pod for [T; N] {}
 
+// SAFETY: a zero-sized type: there are no bytes, so no invalid ones.
+unsafe impl<T: 'static> Pod for PhantomData<T> {}
+
+/// A C character: `u8` or `i8` (`c_char` on x86_64). Sealed.
+pub trait CChar: Pod + sealed::Sealed {}
+impl CChar for u8 {}
+impl CChar for i8 {}
+
+mod sealed {
+    pub trait Sealed {}
+    impl Sealed for u8 {}
+    impl Sealed for i8 {}
+}
+
 /// A pointer into foreign memory, as C gave it or as a foreign allocation
 /// exposes it. It cannot be dereferenced from Rust; it can be passed to a
 /// foreign function, compared, or adopted by [`ForeignBox::from_foreign`].
+///
+/// It is an address and nothing more: it promises nothing about what is
+/// there, so any value is a valid `ForeignPtr` (it is [`Pod`], laid out as
+/// a `usize`, `#[repr(transparent)]`). That is what lets a `#[repr(C)]`
+/// struct mirror a C struct that holds pointers field for field
+/// (`#[derive(cofferdam::Pod)]`), and be read back from foreign memory.
+/// A `ForeignPtr` read back that way is whatever foreign code left there:
+/// untrusted. It is used only through the checked paths: passed to foreign
+/// code through the gate, read with [`ForeignPtr::read`] or
+/// [`crate::Compartment::read_foreign`] (both refuse protected memory and
+/// turn a bad address into an error), or adopted with the `unsafe`
+/// [`ForeignBox::from_foreign`], whose caller vouches for it.
+#[repr(transparent)]
 pub struct ForeignPtr<T> {
     addr: usize,
     _t: PhantomData<*mut T>,
+}
+
+// SAFETY: an address with no invariant (see above): every bit pattern of a
+// `usize` is a valid `ForeignPtr`, there is no padding, and
+// `#[repr(transparent)]` makes its layout a `usize`'s.
+unsafe impl<T: 'static> Pod for ForeignPtr<T> {}
+
+// SAFETY: it is an address only: Rust never dereferences it directly (every
+// access goes through the gate or a fault-tolerant, checked copy), so moving
+// or sharing it between threads makes nothing reachable that was not.
+unsafe impl<T> Send for ForeignPtr<T> {}
+// SAFETY: as for Send; `&ForeignPtr` gives only a copy of the address.
+unsafe impl<T> Sync for ForeignPtr<T> {}
+
+/// Null.
+impl<T> Default for ForeignPtr<T> {
+    fn default() -> Self {
+        Self::null()
+    }
 }
 
 impl<T> ForeignPtr<T> {
@@ -106,7 +164,7 @@ impl<T: Pod> ForeignPtr<T> {
                 "{addr:#x} is not in the shared foreign arena: on the process backend the library's own memory is read through Compartment::read_foreign"
             )));
         }
-        if crate::gate::thread::contains_protected(addr, size) {
+        if crate::gate::thread::is_protected(addr, size) {
             return Err(invalid(format!(
                 "{addr:#x} points into protected Rust memory"
             )));

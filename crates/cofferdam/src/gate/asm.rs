@@ -45,7 +45,31 @@
 //! skipped: WRPKRU would fault where the OS has not enabled protection keys.
 //! The stack switch and the state checks happen on every backend.
 
-use super::config::CONFIG;
+use core::mem::offset_of;
+
+use super::config::{GateConfig, CONFIG};
+use super::thread::ThreadState;
+use super::GateFrame;
+use crate::callback::{CbFrame, Slot};
+
+/// The kernel's x86_64 signal frame as the handler finds it at its stack
+/// pointer (`struct rt_sigframe`): the restorer's address, then the
+/// `ucontext` (the kernel's, 304 bytes: flags, link, stack, the 256-byte
+/// `sigcontext`, the mask), then the `siginfo` (128 bytes), then the XSAVE
+/// area, 64-aligned. Checked against what the kernel delivers by
+/// `tests/integrity.rs`.
+pub(crate) const FRAME_UC: usize = 8;
+pub(crate) const FRAME_INFO: usize = FRAME_UC + 304;
+/// A word in the tail of `siginfo` that the kernel zeroes at every delivery
+/// (it copies a 48-byte `kernel_siginfo` and clears the rest) and that no
+/// signal uses: the signal entry sets it once it has taken the frame, so a
+/// frame is dispatched at most once.
+pub(crate) const SIGINFO_MARK: usize = 120;
+/// In the kernel's `ucontext`: the general registers (glibc's `gregs`
+/// order), the pointer to the XSAVE area, the signal mask.
+const UC_GREGS: usize = 40;
+const UC_FPREGS: usize = UC_GREGS + 23 * 8;
+const UC_SIGMASK: usize = UC_GREGS + 256;
 
 extern "C" {
     /// Landing pad for fault recovery; never called, only resumed at.
@@ -58,6 +82,9 @@ extern "C" {
         info: *mut libc::siginfo_t,
         ctx: *mut core::ffi::c_void,
     );
+    /// Resumes the context a signal frame describes without rt_sigreturn,
+    /// PKRU untouched (see the asm).
+    pub(crate) fn cofferdam_user_sigreturn(uc: *mut core::ffi::c_void) -> !;
     /// See the asm: a copy that reports a fault instead of taking it.
     pub(crate) fn cofferdam_try_copy(dst: *mut u8, src: *const u8, n: usize) -> u64;
     /// Labels inside `cofferdam_try_copy` (never called).
@@ -192,6 +219,50 @@ core::arch::global_asm!(
     "    .zero 8",
     ".popsection",
     "",
+    // ─────────────────────── the checked WRPKRU sequences ───────────────────────
+    // Every WRPKRU in Cofferdam is one of these two macros, and each is followed
+    // at once by a check against the read-only configuration page (ERIM's
+    // rule): a jump onto the WRPKRU with a value of the attacker's choosing
+    // either fails the check or continues along the path the trampoline would
+    // have taken anyway. `tests/integrity.rs` scans the binary and fails if a
+    // WRPKRU (or an XRSTOR) stands anywhere else.
+    //
+    // CD_WRPKRU_DENIED: write eax; P must now be denied (both bits set).
+    // CD_WRPKRU_ALLOWED: write eax; P must now be allowed (both bits clear).
+    // Both clobber ecx and edx; on a failed check they jump to \\fail.
+    ".macro CD_WRPKRU_DENIED fail",
+    "    xor ecx, ecx",
+    "    xor edx, edx",
+    "    wrpkru",
+    "    mov ecx, dword ptr [rip + {cfg}]",
+    "    and ecx, eax",
+    "    cmp ecx, dword ptr [rip + {cfg}]",
+    "    jne \\fail",
+    ".endm",
+    ".macro CD_WRPKRU_ALLOWED fail",
+    "    xor ecx, ecx",
+    "    xor edx, edx",
+    "    wrpkru",
+    "    test eax, dword ptr [rip + {cfg}]",
+    "    jnz \\fail",
+    ".endm",
+    // CD_ALLOW_P / CD_DENY_P: PKRU with P's bits cleared / set, every other
+    // key as it is. Clobber eax, ecx, edx.
+    ".macro CD_ALLOW_P fail",
+    "    xor ecx, ecx",
+    "    rdpkru",
+    "    mov edx, dword ptr [rip + {cfg}]",
+    "    not edx",
+    "    and eax, edx",
+    "    CD_WRPKRU_ALLOWED \\fail",
+    ".endm",
+    ".macro CD_DENY_P fail",
+    "    xor ecx, ecx",
+    "    rdpkru",
+    "    or eax, dword ptr [rip + {cfg}]",
+    "    CD_WRPKRU_DENIED \\fail",
+    ".endm",
+    "",
     // ───────────────────────── cofferdam_gate_call ─────────────────────────
     // void cofferdam_gate_call(GateFrame *frame /* rdi */)
     ".globl cofferdam_gate_call",
@@ -217,15 +288,15 @@ core::arch::global_asm!(
     "    push rdi",                               // the frame, found again by the landing pad
     ".cfi_def_cfa_offset 64",
     // Seven pushes after the return address: rsp ≡ 0 (mod 16).
-    "    stmxcsr dword ptr [rdi + 208]",          // Rust's control words, restored on the way back
-    "    fnstcw word ptr [rdi + 212]",
-    "    mov qword ptr [rdi + 56], rsp",          // frame.saved_rsp
+    "    stmxcsr dword ptr [rdi + {g_mxcsr}]",          // Rust's control words, restored on the way back
+    "    fnstcw word ptr [rdi + {g_fpucw}]",
+    "    mov qword ptr [rdi + {g_saved_rsp}], rsp",          // frame.saved_rsp
     // ── onto the foreign stack ──
-    "    mov rsp, qword ptr [rdi + 104]",         // frame.foreign_sp (16-aligned)
+    "    mov rsp, qword ptr [rdi + {g_foreign_sp}]",         // frame.foreign_sp (16-aligned)
     // Stack arguments 7.. at [rsp], [rsp+8], … (nstack <= 16: the Rust side
     // checked it and left 128 bytes above foreign_sp for them).
-    "    mov rcx, qword ptr [rdi + 88]",          // frame.nstack
-    "    mov rsi, qword ptr [rdi + 96]",          // frame.stack_args
+    "    mov rcx, qword ptr [rdi + {g_nstack}]",          // frame.nstack
+    "    mov rsi, qword ptr [rdi + {g_stack_args}]",          // frame.stack_args
     "    xor eax, eax",
     "20:",
     "    cmp rax, rcx",
@@ -242,11 +313,11 @@ core::arch::global_asm!(
     "    test r12d, r12d",
     "    jz 22f",
     "    rdpkru",                                 // eax = PKRU (trusted), edx = 0
-    "    mov dword ptr [rdi + 64], eax",          // frame.trusted_pkru
+    "    mov dword ptr [rdi + {g_trusted_pkru}], eax",          // frame.trusted_pkru
     "    mov r13d, eax",
     "    or r13d, r12d",                          // r13d = the value that denies P
     "22:",
-    "    mov r14, qword ptr [rdi + 192]",         // how many SSE registers (al, for varargs)
+    "    mov r14, qword ptr [rdi + {g_nsse}]",         // how many SSE registers (al, for varargs)
     "    test r14, r14",
     "    jnz 24f",
     // No SSE arguments: clear the registers (they may hold Rust's data).
@@ -260,35 +331,28 @@ core::arch::global_asm!(
     "    xorps xmm7, xmm7",
     "    jmp 25f",
     "24:",
-    "    movq xmm0, qword ptr [rdi + 112]",       // SSE arguments (unused ones are zero)
-    "    movq xmm1, qword ptr [rdi + 120]",
-    "    movq xmm2, qword ptr [rdi + 128]",
-    "    movq xmm3, qword ptr [rdi + 136]",
-    "    movq xmm4, qword ptr [rdi + 144]",
-    "    movq xmm5, qword ptr [rdi + 152]",
-    "    movq xmm6, qword ptr [rdi + 160]",
-    "    movq xmm7, qword ptr [rdi + 168]",
+    "    movq xmm0, qword ptr [rdi + {g_fargs}]",       // SSE arguments (unused ones are zero)
+    "    movq xmm1, qword ptr [rdi + {g_fargs} + 8]",
+    "    movq xmm2, qword ptr [rdi + {g_fargs} + 16]",
+    "    movq xmm3, qword ptr [rdi + {g_fargs} + 24]",
+    "    movq xmm4, qword ptr [rdi + {g_fargs} + 32]",
+    "    movq xmm5, qword ptr [rdi + {g_fargs} + 40]",
+    "    movq xmm6, qword ptr [rdi + {g_fargs} + 48]",
+    "    movq xmm7, qword ptr [rdi + {g_fargs} + 56]",
     "25:",
-    "    mov rbx, qword ptr [rdi]",               // the foreign function
-    "    mov rsi, qword ptr [rdi + 16]",          // argument 2
-    "    mov r10, qword ptr [rdi + 24]",          // argument 3 (rdx after WRPKRU)
-    "    mov r11, qword ptr [rdi + 32]",          // argument 4 (rcx after WRPKRU)
-    "    mov r8,  qword ptr [rdi + 40]",          // argument 5
-    "    mov r9,  qword ptr [rdi + 48]",          // argument 6
-    "    mov rdi, qword ptr [rdi + 8]",           // argument 1
+    "    mov rbx, qword ptr [rdi + {g_func}]",    // the foreign function
+    "    mov rsi, qword ptr [rdi + {g_args} + 8]",          // argument 2
+    "    mov r10, qword ptr [rdi + {g_args} + 16]",          // argument 3 (rdx after WRPKRU)
+    "    mov r11, qword ptr [rdi + {g_args} + 24]",          // argument 4 (rcx after WRPKRU)
+    "    mov r8,  qword ptr [rdi + {g_args} + 32]",          // argument 5
+    "    mov r9,  qword ptr [rdi + {g_args} + 40]",          // argument 6
+    "    mov rdi, qword ptr [rdi + {g_args}]",           // argument 1
     "    test r12d, r12d",
     "    jz 23f",
     "    mov eax, r13d",
-    "    xor ecx, ecx",
-    "    xor edx, edx",
-    "    wrpkru",                                 // ── rights on P dropped ──
-    // Check the value written, against the mask re-read from the read-only
-    // page: a jump onto the WRPKRU above with another eax ends here.
-    "    mov r13d, dword ptr [rip + {cfg}]",
-    "    mov r12d, eax",
-    "    and r12d, r13d",
-    "    cmp r12d, r13d",
-    "    jne 9f",
+    // ── rights on P dropped ── (checked against the mask re-read from the
+    // read-only page: a jump onto this WRPKRU with another eax ends at 9)
+    "    CD_WRPKRU_DENIED 9f",
     "23:",
     "    mov rdx, r10",
     "    mov rcx, r11",
@@ -310,18 +374,10 @@ core::arch::global_asm!(
     "    cld",
     "    mov r8, rax",
     "    mov r9, rdx",
-    "    mov r11d, dword ptr [rip + {cfg}]",
-    "    test r11d, r11d",
-    "    jz 3f",
-    "    xor ecx, ecx",
-    "    rdpkru",                                 // eax = PKRU as foreign code left it
-    "    not r11d",
-    "    and eax, r11d",                          // allow P, keep every other key as it was
-    "    xor ecx, ecx",
-    "    xor edx, edx",
-    "    wrpkru",                                 // ── rights on P taken back ──
-    "    test eax, dword ptr [rip + {cfg}]",      // the value written must allow P
-    "    jnz 9f",
+    "    cmp dword ptr [rip + {cfg}], 0",
+    "    je 3f",
+    // ── rights on P taken back ── (PKRU as foreign code left it, P allowed)
+    "    CD_ALLOW_P 9f",
     "3:",
     // Find the frame without trusting anything foreign code can write: the
     // TLS slot must name an entry of the P-tagged state table, owned by the
@@ -330,24 +386,24 @@ core::arch::global_asm!(
     "    mov rax, qword ptr [rip + cofferdam_tls_state@GOTTPOFF]",
     "    mov rax, qword ptr fs:[rax]",
     "    mov rcx, rax",
-    "    sub rcx, qword ptr [rip + {cfg} + 16]",  // - state_base
-    "    cmp rcx, qword ptr [rip + {cfg} + 24]",  // < state_len (unsigned: also catches below)
+    "    sub rcx, qword ptr [rip + {cfg} + {c_state_base}]",  // - state_base
+    "    cmp rcx, qword ptr [rip + {cfg} + {c_state_len}]",  // < state_len (unsigned: also catches below)
     "    jae 9f",
-    "    test ecx, 255",                          // on an entry boundary
+    "    test ecx, {state_mask}",                 // on an entry boundary
     "    jnz 9f",
-    "    cmp dword ptr [rip + {cfg} + 12], 0",    // fsgsbase?
+    "    cmp dword ptr [rip + {cfg} + {c_fsgsbase}], 0",    // fsgsbase?
     "    je 31f",
     "    rdfsbase rcx",
-    "    cmp rcx, qword ptr [rax]",               // state.fs_base
+    "    cmp rcx, qword ptr [rax + {t_fs_base}]",  // state.fs_base
     "    jne 9f",
     "31:",
-    "    mov rdi, qword ptr [rax + 8]",           // state.current
+    "    mov rdi, qword ptr [rax + {t_current}]",  // state.current
     "    test rdi, rdi",
     "    jz 9f",
-    "    cmp rsp, qword ptr [rdi + 104]",         // returned with the rsp it was given
+    "    cmp rsp, qword ptr [rdi + {g_foreign_sp}]",         // returned with the rsp it was given
     "    jne 9f",
     // ── back onto the Rust stack ──
-    "    mov rsp, qword ptr [rdi + 56]",
+    "    mov rsp, qword ptr [rdi + {g_saved_rsp}]",
     "    cmp rdi, qword ptr [rsp]",
     "    jne 9f",
     // Rust's MXCSR and x87 control word, if foreign code changed them
@@ -356,22 +412,22 @@ core::arch::global_asm!(
     "    stmxcsr dword ptr [rsp]",
     "    fnstcw word ptr [rsp + 4]",
     "    mov eax, dword ptr [rsp]",
-    "    cmp eax, dword ptr [rdi + 208]",
+    "    cmp eax, dword ptr [rdi + {g_mxcsr}]",
     "    je 32f",
-    "    ldmxcsr dword ptr [rdi + 208]",
+    "    ldmxcsr dword ptr [rdi + {g_mxcsr}]",
     "32:",
     "    mov ax, word ptr [rsp + 4]",
-    "    cmp ax, word ptr [rdi + 212]",
+    "    cmp ax, word ptr [rdi + {g_fpucw}]",
     "    je 33f",
-    "    fldcw word ptr [rdi + 212]",
+    "    fldcw word ptr [rdi + {g_fpucw}]",
     "33:",
     "    add rsp, 8",
     "    pop rdi",
-    "    mov qword ptr [rdi + 72], r8",           // frame.ret[0] = rax
-    "    mov qword ptr [rdi + 80], r9",           // frame.ret[1] = rdx
-    "    movq qword ptr [rdi + 176], xmm0",       // frame.fret[0]
-    "    movq qword ptr [rdi + 184], xmm1",       // frame.fret[1]
-    "    mov dword ptr [rdi + 68], 0",            // frame.status = returned
+    "    mov qword ptr [rdi + {g_ret}], r8",           // frame.ret[0] = rax
+    "    mov qword ptr [rdi + {g_ret} + 8], r9",           // frame.ret[1] = rdx
+    "    movq qword ptr [rdi + {g_fret}], xmm0",       // frame.fret[0]
+    "    movq qword ptr [rdi + {g_fret} + 8], xmm1",       // frame.fret[1]
+    "    mov dword ptr [rdi + {g_status}], 0",            // frame.status = returned
     "    pop r15",
     "    pop r14",
     "    pop r13",
@@ -382,8 +438,8 @@ core::arch::global_asm!(
     "    ret",
     "9:",
     // A WRPKRU wrote a value this gate did not mean, or the state or stack
-    // pointer is not the one this thread's call left: stop here.
-    "    ud2",
+    // pointer is not the one this thread's call left.
+    "    jmp cofferdam_refuse",
     ".cfi_endproc",
     ".size cofferdam_gate_call, .-cofferdam_gate_call",
     "",
@@ -406,9 +462,9 @@ core::arch::global_asm!(
     "4:",
     "    pop rdi",                                // frame
     "    fninit",                                 // x87 stack as the faulting code left it: reset
-    "    ldmxcsr dword ptr [rdi + 208]",
-    "    fldcw word ptr [rdi + 212]",
-    "    mov dword ptr [rdi + 68], 1",            // frame.status = faulted
+    "    ldmxcsr dword ptr [rdi + {g_mxcsr}]",
+    "    fldcw word ptr [rdi + {g_fpucw}]",
+    "    mov dword ptr [rdi + {g_status}], 1",            // frame.status = faulted
     "    pop r15",
     "    pop r14",
     "    pop r13",
@@ -417,62 +473,245 @@ core::arch::global_asm!(
     "    pop rbp",
     "    ret",
     "8:",
-    "    ud2",
+    "    jmp cofferdam_refuse",
     ".size cofferdam_gate_landing, .-cofferdam_gate_landing",
     "",
     // ─────────────────────── cofferdam_signal_entry ───────────────────────
-    // void cofferdam_signal_entry(int sig, siginfo_t *info, void *ctx)
-    // The kernel enters every handler with its default PKRU, which denies P.
-    // Take P's rights before touching the stack (it may be a tagged Rust
-    // stack: handlers are installed SA_ONSTACK, but not every thread has an
-    // alternate stack), dispatch, and deny P again before returning: the
-    // legitimate return goes to rt_sigreturn, which restores the interrupted
-    // PKRU from the signal frame anyway, and a direct call by foreign code
-    // gets no rights back. The return address is popped into a register
-    // before the rights go, so nothing touches the stack without them.
+    // void cofferdam_signal_entry(int sig /* edi */, siginfo_t *, void *)
+    // The `sa_sigaction` of every handler Cofferdam installs. The kernel
+    // enters it with its default PKRU (P denied) and rsp pointing at the
+    // restorer's address in the frame it wrote (rsp ≡ 8 mod 16).
+    //
+    // Foreign code can call this address too, with any registers, any stack
+    // and a frame of its own making. So on mpk the entry trusts nothing it
+    // was handed; it takes P's rights (checked) only to find out, from
+    // state foreign code cannot write, whether the kernel delivered this
+    // signal:
+    //   * rsp lies in the arena of alternate stacks (P-tagged on Linux ≥
+    //     6.12, where the kernel writes frames with every key enabled), in
+    //     the slot of state-table entry i;
+    //   * entry i is in use and its thread id is the caller's (gettid: the
+    //     kernel's word, not TLS);
+    //   * the siginfo at rsp's fixed offset names this signal, and its mark
+    //     word is still 0: each kernel frame is taken once (the mark is set
+    //     here, before anything else reads the frame).
+    // The frame's pointers are derived from rsp, never taken from rsi/rdx.
+    // Such a frame is dispatched with rights on the slot, and the entry
+    // returns through rt_sigreturn itself, with the syscall guard's token
+    // (which the filter demands of rt_sigreturn): the PKRU restored is the
+    // one in the P-tagged frame.
+    //
+    // Anything else gets no rights. If the thread is inside a gate call,
+    // foreign code has called the entry: the call ends with a fault. If not
+    // (a thread foreign code created; a forged call outside any gate), the
+    // rights are dropped again (checked), `cofferdam_signal_untrusted` runs
+    // without them, and the entry returns through a user-space sigreturn
+    // that never touches PKRU.
     ".globl cofferdam_signal_entry",
     ".type cofferdam_signal_entry,@function",
     ".p2align 4",
     "cofferdam_signal_entry:",
-    ".cfi_startproc",
-    "    mov r10, rdx",                           // rdpkru/wrpkru clobber edx
-    "    mov r11d, dword ptr [rip + {cfg}]",
-    "    test r11d, r11d",
-    "    jz 5f",
-    "    xor ecx, ecx",
-    "    rdpkru",
-    "    not r11d",
-    "    and eax, r11d",                          // allow P
-    "    xor ecx, ecx",
-    "    xor edx, edx",
-    "    wrpkru",
-    "    test eax, dword ptr [rip + {cfg}]",
-    "    jnz 7f",
-    "5:",
-    "    mov rdx, r10",
-    "    push rbx",                               // rsp ≡ 0 (mod 16) now
-    ".cfi_def_cfa_offset 16",
-    ".cfi_offset rbx, -16",
+    "    cmp dword ptr [rip + {cfg}], 0",         // no MPK: nothing to authenticate for
+    "    je 110f",
+    "    mov r8d, edi",                           // the signal number as passed
+    "    mov r9, rsi",                            // the pointers as passed (only the
+    "    mov r10, rdx",                           // unauthenticated path uses them)
+    "    CD_ALLOW_P 119f",                        // ── rights on P taken ──
+    // Is rsp in the arena? Which slot?
+    "    mov rax, rsp",
+    "    sub rax, qword ptr [rip + {cfg} + {c_alt_base}]",
+    "    cmp rax, qword ptr [rip + {cfg} + {c_alt_len}]",
+    "    jae 120f",
+    "    shr rax, {alt_shift}",
+    "    shl rax, {state_shift}",
+    "    add rax, qword ptr [rip + {cfg} + {c_state_base}]",
+    "    mov rbx, rax",                           // rbx = the entry owning the slot
+    "    cmp qword ptr [rbx + {t_fs_base}], 0",   // in use
+    "    je 120f",
+    "    mov eax, {sys_gettid}",
+    "    syscall",                                // (clobbers rcx, r11)
+    "    cmp eax, dword ptr [rbx + {t_tid}]",     // owned by this thread
+    "    jne 120f",
+    "    cmp dword ptr [rsp + {f_info}], r8d",    // si_signo as the kernel wrote it
+    "    jne 120f",
+    "    cmp qword ptr [rsp + {f_mark}], 0",      // not taken before
+    "    jne 120f",
+    "    mov qword ptr [rsp + {f_mark}], 1",
+    // A kernel frame on this thread's slot: dispatch with rights, here.
+    "    mov edi, r8d",
+    "    lea rsi, [rsp + {f_info}]",
+    "    lea rdx, [rsp + {f_uc}]",
+    "    mov rcx, rbx",
+    "    sub rsp, 8",                             // rsp ≡ 0 (mod 16)
     "    call {dispatch}",
-    "    pop rbx",
-    ".cfi_def_cfa_offset 8",
-    "    pop r10",                                // the return address
-    ".cfi_def_cfa_offset 0",
-    "    mov r11d, dword ptr [rip + {cfg}]",
-    "    test r11d, r11d",
-    "    jz 6f",
-    "    xor ecx, ecx",
-    "    rdpkru",
-    "    or eax, r11d",                           // deny P
-    "    xor ecx, ecx",
-    "    xor edx, edx",
-    "    wrpkru",
-    "6:",
-    "    jmp r10",
-    "7:",
+    "    call {token}",                           // rax = &token, or 0 without the guard
+    "    xor r9d, r9d",
+    "    test rax, rax",
+    "    jz 101f",
+    "    mov r9, qword ptr [rax]",
+    "101:",
+    "    add rsp, 16",                            // rsp = &uc, as rt_sigreturn expects
+    "    mov eax, {sys_rt_sigreturn}",
+    "    syscall",                                // restores every register, PKRU included
     "    ud2",
-    ".cfi_endproc",
+    "120:",
+    // Not a kernel frame on this thread's slot: foreign code called the entry
+    // (or handed it a frame it made). If this thread is inside a gate call,
+    // that call ends with a fault; nothing is written to the frame.
+    "    lea r11, [rip + 130f]",
+    "    jmp cofferdam_refuse_held",
+    "130:",
+    // No gate call to end (cofferdam_refuse_held came back): give the rights
+    // back and handle the signal without them.
+    "    CD_DENY_P 119f",                         // ── rights on P dropped ──
+    // On a slot of the (P-tagged) arena nothing can run without rights: a
+    // thread that is here is not the slot's owner, or replays a frame it
+    // already had. It is ended (SYS_exit: this thread only).
+    "    mov rax, rsp",
+    "    sub rax, qword ptr [rip + {cfg} + {c_alt_base}]",
+    "    cmp rax, qword ptr [rip + {cfg} + {c_alt_len}]",
+    "    jae 131f",
+    "    cmp dword ptr [rip + {cfg} + {c_frames_tagged}], 0",
+    "    je 131f",
+    "    mov eax, {sys_exit}",
+    "    xor edi, edi",
+    "    syscall",
+    "    ud2",
+    "131:",
+    "    and rsp, -16",
+    "    mov edi, r8d",
+    "    mov rsi, r9",
+    "    mov rdx, r10",
+    "    mov rbx, r10",
+    "    call {untrusted}",
+    "    mov rdi, rbx",
+    "    jmp cofferdam_user_sigreturn",
+    "110:",
+    // Without MPK nothing is protected and there are no rights to take: the
+    // dispatcher finds the thread's state itself.
+    "    push rdx",                               // rsp ≡ 0 (mod 16)
+    "    xor ecx, ecx",
+    "    call {dispatch}",
+    "    pop rdi",
+    "    cmp dword ptr [rip + {cfg} + {c_inherited}], 0",
+    "    jne cofferdam_user_sigreturn",           // rt_sigreturn is the parent's filter's
+    "    ret",
+    "119:",
+    "    jmp cofferdam_refuse",
     ".size cofferdam_signal_entry, .-cofferdam_signal_entry",
+    "",
+    // ─────────────────────────── cofferdam_refuse ───────────────────────────
+    // Where every failed check of the trampolines goes: a WRPKRU that wrote a
+    // value its trampoline did not mean, a gate return on a state or stack
+    // pointer that is not the call's, the landing pad reached without rights,
+    // the signal entry called by foreign code. Foreign code got here by
+    // jumping into a trampoline (or by returning with a wrong stack pointer).
+    //
+    // cofferdam_refuse takes P's rights (checked; a failed check starts
+    // over), then, as cofferdam_refuse_held (rights held, r11 = where to go if
+    // there is no gate call), looks for this thread's gate call the way the
+    // gate's return path does: the TLS slot must name an entry in use whose
+    // thread id is the caller's (gettid), with a call in progress and no
+    // callback running. If there is one, the call ends through the landing
+    // pad, on the Rust stack the gate saved, as `Err(Fault)` of kind
+    // `integrity`. If there is none, cofferdam_refuse drops the rights again
+    // and stops the thread with ud2 (a SIGILL without rights: on a thread
+    // foreign code started, the signal entry ends that thread).
+    ".type cofferdam_refuse,@function",
+    ".p2align 4",
+    "cofferdam_refuse:",
+    "    CD_ALLOW_P cofferdam_refuse",            // (a failed check starts over)
+    "    lea r11, [rip + 198f]",
+    "cofferdam_refuse_held:",
+    "    mov rax, qword ptr [rip + cofferdam_tls_state@GOTTPOFF]",
+    "    mov rbx, qword ptr fs:[rax]",
+    "    mov rax, rbx",
+    "    sub rax, qword ptr [rip + {cfg} + {c_state_base}]",
+    "    cmp rax, qword ptr [rip + {cfg} + {c_state_len}]",
+    "    jae 197f",
+    "    test eax, {state_mask}",
+    "    jnz 197f",
+    "    cmp qword ptr [rbx + {t_fs_base}], 0",
+    "    je 197f",
+    "    mov r12, r11",
+    "    mov eax, {sys_gettid}",
+    "    syscall",                                // (clobbers rcx, r11)
+    "    mov r11, r12",
+    "    cmp eax, dword ptr [rbx + {t_tid}]",
+    "    jne 197f",
+    "    mov rdi, qword ptr [rbx + {t_current}]",
+    "    test rdi, rdi",
+    "    jz 197f",
+    "    cmp dword ptr [rdi + {g_cb_active}], 0",
+    "    jne 197f",
+    "    mov rax, qword ptr [rdi + {g_saved_rsp}]",
+    "    test rax, rax",
+    "    jz 197f",
+    // Everything from here on comes from the checked state, and there is
+    // no WRPKRU after this point: whoever jumps into the middle of this
+    // routine with rights of their making lands on the Rust stack the gate
+    // saved, never on a stack or frame of their own. (PKRU keeps P allowed
+    // as it is: the landing pad checks that.)
+    "    mov rsp, rax",                           // the gate's saved rsp (≡ 0 mod 16), frame on top
+    "    mov rdi, qword ptr [rsp]",
+    "    call {forged}",                          // records the fault in the frame
+    "    jmp cofferdam_gate_landing",
+    "197:",
+    "    jmp r11",
+    "198:",
+    "    CD_DENY_P cofferdam_refuse",             // (a failed check: back to the top)
+    "    ud2",                                    // no gate call to end: stop this thread
+    ".size cofferdam_refuse, .-cofferdam_refuse",
+    "",
+    // ─────────────────────── cofferdam_user_sigreturn ───────────────────────
+    // void cofferdam_user_sigreturn(ucontext_t *uc /* rdi */): resumes the
+    // context `uc` describes without rt_sigreturn, for signals handled
+    // without rights. Restores the signal mask (rt_sigprocmask), the x87/SSE
+    // state (FXRSTOR: never PKRU), the general registers, rflags, rsp and
+    // rip. PKRU stays as it is: P denied.
+    ".globl cofferdam_user_sigreturn",
+    ".hidden cofferdam_user_sigreturn",
+    ".type cofferdam_user_sigreturn,@function",
+    ".p2align 4",
+    "cofferdam_user_sigreturn:",
+    "    mov rbx, rdi",
+    "    mov eax, {sys_rt_sigprocmask}",
+    "    mov edi, 2",                             // SIG_SETMASK
+    "    lea rsi, [rbx + {uc_sigmask}]",
+    "    xor edx, edx",
+    "    mov r10d, 8",
+    "    syscall",
+    "    mov rax, qword ptr [rbx + {uc_fpregs}]",
+    "    test rax, rax",
+    "    jz 141f",
+    "    fxrstor64 [rax]",
+    "141:",
+    // rflags and rip below the interrupted code's red zone, then `ret 128`.
+    "    mov rcx, qword ptr [rbx + {uc_gregs} + 15*8]", // rsp
+    "    sub rcx, 144",
+    "    mov rax, qword ptr [rbx + {uc_gregs} + 16*8]", // rip
+    "    mov qword ptr [rcx + 8], rax",
+    "    mov rax, qword ptr [rbx + {uc_gregs} + 17*8]", // rflags
+    "    mov qword ptr [rcx], rax",
+    "    mov r8,  qword ptr [rbx + {uc_gregs} + 0*8]",
+    "    mov r9,  qword ptr [rbx + {uc_gregs} + 1*8]",
+    "    mov r10, qword ptr [rbx + {uc_gregs} + 2*8]",
+    "    mov r11, qword ptr [rbx + {uc_gregs} + 3*8]",
+    "    mov r12, qword ptr [rbx + {uc_gregs} + 4*8]",
+    "    mov r13, qword ptr [rbx + {uc_gregs} + 5*8]",
+    "    mov r14, qword ptr [rbx + {uc_gregs} + 6*8]",
+    "    mov r15, qword ptr [rbx + {uc_gregs} + 7*8]",
+    "    mov rdi, qword ptr [rbx + {uc_gregs} + 8*8]",
+    "    mov rsi, qword ptr [rbx + {uc_gregs} + 9*8]",
+    "    mov rbp, qword ptr [rbx + {uc_gregs} + 10*8]",
+    "    mov rdx, qword ptr [rbx + {uc_gregs} + 12*8]",
+    "    mov rax, qword ptr [rbx + {uc_gregs} + 13*8]",
+    "    mov rsp, rcx",
+    "    mov rcx, qword ptr [rbx + {uc_gregs} + 14*8]",
+    "    mov rbx, qword ptr [rbx + {uc_gregs} + 11*8]",
+    "    popfq",
+    "    ret 128",
+    ".size cofferdam_user_sigreturn, .-cofferdam_user_sigreturn",
     "",
     // ─────────────────────────── callback stubs ───────────────────────────
     ".globl cofferdam_cb_stubs",
@@ -496,19 +735,9 @@ core::arch::global_asm!(
     "cofferdam_callback_entry:",
     "    mov r10, rdx",
     "    push rcx",                               // WRPKRU needs ecx; C's stack holds it
-    "    mov eax, dword ptr [rip + {cfg}]",
-    "    test eax, eax",
-    "    jz 41f",
-    "    xor ecx, ecx",
-    "    rdpkru",
-    "    mov edx, dword ptr [rip + {cfg}]",
-    "    not edx",
-    "    and eax, edx",
-    "    xor ecx, ecx",
-    "    xor edx, edx",
-    "    wrpkru",                                 // ── rights on P taken ──
-    "    test eax, dword ptr [rip + {cfg}]",
-    "    jnz 49f",
+    "    cmp dword ptr [rip + {cfg}], 0",
+    "    je 41f",
+    "    CD_ALLOW_P 49f",                         // ── rights on P taken ──
     "41:",
     "    pop rcx",
     "    mov rdx, r10",
@@ -517,59 +746,59 @@ core::arch::global_asm!(
     "    mov rax, qword ptr [rip + cofferdam_tls_state@GOTTPOFF]",
     "    mov rax, qword ptr fs:[rax]",
     "    mov r10, rax",
-    "    sub r10, qword ptr [rip + {cfg} + 16]",
-    "    cmp r10, qword ptr [rip + {cfg} + 24]",
+    "    sub r10, qword ptr [rip + {cfg} + {c_state_base}]",
+    "    cmp r10, qword ptr [rip + {cfg} + {c_state_len}]",
     "    jae 50f",
-    "    test r10d, 255",
+    "    test r10d, {state_mask}",
     "    jnz 50f",
-    "    cmp dword ptr [rip + {cfg} + 12], 0",
+    "    cmp dword ptr [rip + {cfg} + {c_fsgsbase}], 0",
     "    je 42f",
     "    rdfsbase r10",
-    "    cmp r10, qword ptr [rax]",
+    "    cmp r10, qword ptr [rax + {t_fs_base}]",
     "    jne 50f",
     "42:",
-    "    mov r10, qword ptr [rax + 8]",           // the innermost gate call
+    "    mov r10, qword ptr [rax + {t_current}]", // the innermost gate call
     "    test r10, r10",
     "    jz 50f",
     // A callback frame on the Rust stack, below the suspended gate call
     // (256 bytes of room, then the 192-byte CbFrame, 16-aligned).
-    "    mov r10, qword ptr [r10 + 56]",
-    "    sub r10, 448",
+    "    mov r10, qword ptr [r10 + {g_saved_rsp}]",
+    "    sub r10, {cb_room}",
     "    and r10, -16",
-    "    mov qword ptr [r10], rdi",
-    "    mov qword ptr [r10 + 8], rsi",
-    "    mov qword ptr [r10 + 16], rdx",
-    "    mov qword ptr [r10 + 24], rcx",
-    "    mov qword ptr [r10 + 32], r8",
-    "    mov qword ptr [r10 + 40], r9",
-    "    movq qword ptr [r10 + 48], xmm0",
-    "    movq qword ptr [r10 + 56], xmm1",
-    "    movq qword ptr [r10 + 64], xmm2",
-    "    movq qword ptr [r10 + 72], xmm3",
-    "    movq qword ptr [r10 + 80], xmm4",
-    "    movq qword ptr [r10 + 88], xmm5",
-    "    movq qword ptr [r10 + 96], xmm6",
-    "    movq qword ptr [r10 + 104], xmm7",
-    "    mov qword ptr [r10 + 112], rsp",         // C's stack pointer (its return address)
-    "    mov qword ptr [r10 + 120], rax",         // the state
-    "    mov rcx, qword ptr [rax + 16]",
-    "    mov qword ptr [r10 + 128], rcx",         // state.foreign_top, restored after
+    "    mov qword ptr [r10 + {cb_gpr}], rdi",
+    "    mov qword ptr [r10 + {cb_gpr} + 8], rsi",
+    "    mov qword ptr [r10 + {cb_gpr} + 16], rdx",
+    "    mov qword ptr [r10 + {cb_gpr} + 24], rcx",
+    "    mov qword ptr [r10 + {cb_gpr} + 32], r8",
+    "    mov qword ptr [r10 + {cb_gpr} + 40], r9",
+    "    movq qword ptr [r10 + {cb_sse}], xmm0",
+    "    movq qword ptr [r10 + {cb_sse} + 8], xmm1",
+    "    movq qword ptr [r10 + {cb_sse} + 16], xmm2",
+    "    movq qword ptr [r10 + {cb_sse} + 24], xmm3",
+    "    movq qword ptr [r10 + {cb_sse} + 32], xmm4",
+    "    movq qword ptr [r10 + {cb_sse} + 40], xmm5",
+    "    movq qword ptr [r10 + {cb_sse} + 48], xmm6",
+    "    movq qword ptr [r10 + {cb_sse} + 56], xmm7",
+    "    mov qword ptr [r10 + {cb_foreign_rsp}], rsp",         // C's stack pointer (its return address)
+    "    mov qword ptr [r10 + {cb_state}], rax",         // the state
+    "    mov rcx, qword ptr [rax + {t_foreign_top}]",
+    "    mov qword ptr [r10 + {cb_old_top}], rcx",         // state.foreign_top, restored after
     "    lea rcx, [rsp - 128]",                   // gate calls the callback makes go below
     "    and rcx, -16",                           // C's frames and red zone
-    "    mov qword ptr [rax + 16], rcx",
-    "    mov qword ptr [r10 + 136], r11",         // the slot
-    "    stmxcsr dword ptr [r10 + 144]",          // C's control words
-    "    fnstcw word ptr [r10 + 148]",
-    "    mov rcx, qword ptr [rax + 8]",           // Rust's, as the outer call saved them,
-    "    mov edx, dword ptr [r10 + 144]",         // loaded only where C's differ
-    "    cmp edx, dword ptr [rcx + 208]",
+    "    mov qword ptr [rax + {t_foreign_top}], rcx",
+    "    mov qword ptr [r10 + {cb_slot}], r11",         // the slot
+    "    stmxcsr dword ptr [r10 + {cb_mxcsr}]",          // C's control words
+    "    fnstcw word ptr [r10 + {cb_fpucw}]",
+    "    mov rcx, qword ptr [rax + {t_current}]", // Rust's, as the outer call saved them,
+    "    mov edx, dword ptr [r10 + {cb_mxcsr}]",         // loaded only where C's differ
+    "    cmp edx, dword ptr [rcx + {g_mxcsr}]",
     "    je 43f",
-    "    ldmxcsr dword ptr [rcx + 208]",
+    "    ldmxcsr dword ptr [rcx + {g_mxcsr}]",
     "43:",
-    "    mov dx, word ptr [r10 + 148]",
-    "    cmp dx, word ptr [rcx + 212]",
+    "    mov dx, word ptr [r10 + {cb_fpucw}]",
+    "    cmp dx, word ptr [rcx + {g_fpucw}]",
     "    je 44f",
-    "    fldcw word ptr [rcx + 212]",
+    "    fldcw word ptr [rcx + {g_fpucw}]",
     "44:",
     // ── onto the Rust stack ──
     "    mov rsp, r10",
@@ -578,28 +807,28 @@ core::arch::global_asm!(
     "    mov rsi, r10",
     "    call {cb_dispatch}",
     "    mov r10, rsp",
-    "    mov rax, qword ptr [r10 + 120]",
-    "    mov rcx, qword ptr [r10 + 128]",
-    "    mov qword ptr [rax + 16], rcx",
+    "    mov rax, qword ptr [r10 + {cb_state}]",
+    "    mov rcx, qword ptr [r10 + {cb_old_top}]",
+    "    mov qword ptr [rax + {t_foreign_top}], rcx",
     "    sub rsp, 8",                             // C's control words back, if they differ
     "    stmxcsr dword ptr [rsp]",
     "    fnstcw word ptr [rsp + 4]",
     "    mov edx, dword ptr [rsp]",
-    "    cmp edx, dword ptr [r10 + 144]",
+    "    cmp edx, dword ptr [r10 + {cb_mxcsr}]",
     "    je 45f",
-    "    ldmxcsr dword ptr [r10 + 144]",
+    "    ldmxcsr dword ptr [r10 + {cb_mxcsr}]",
     "45:",
     "    mov dx, word ptr [rsp + 4]",
-    "    cmp dx, word ptr [r10 + 148]",
+    "    cmp dx, word ptr [r10 + {cb_fpucw}]",
     "    je 46f",
-    "    fldcw word ptr [r10 + 148]",
+    "    fldcw word ptr [r10 + {cb_fpucw}]",
     "46:",
     "    add rsp, 8",
-    "    mov r8, qword ptr [r10 + 152]",          // results
-    "    mov r9, qword ptr [r10 + 160]",
-    "    movq xmm0, qword ptr [r10 + 168]",
-    "    movq xmm1, qword ptr [r10 + 176]",
-    "    mov r11, qword ptr [r10 + 112]",         // C's stack pointer
+    "    mov r8, qword ptr [r10 + {cb_ret}]",          // results
+    "    mov r9, qword ptr [r10 + {cb_ret} + 8]",
+    "    movq xmm0, qword ptr [r10 + {cb_ret} + 16]",
+    "    movq xmm1, qword ptr [r10 + {cb_ret} + 24]",
+    "    mov r11, qword ptr [r10 + {cb_foreign_rsp}]",         // C's stack pointer
     "    jmp 60f",
     "50:",
     // Refused without running: the slot's error value, one more refusal.
@@ -608,30 +837,20 @@ core::arch::global_asm!(
     "    pxor xmm0, xmm0",
     "    pxor xmm1, xmm1",
     "    mov eax, r11d",
-    "    cmp rax, qword ptr [rip + {cfg} + 40]",  // slot < nslots
+    "    cmp rax, qword ptr [rip + {cfg} + {c_nslots}]",  // slot < nslots
     "    jae 51f",
-    "    shl rax, 6",
-    "    add rax, qword ptr [rip + {cfg} + 32]",
-    "    lock inc qword ptr [rax + 32]",          // slot.refused
-    "    mov r8, qword ptr [rax + 16]",           // slot.error (rax)
-    "    movq xmm0, qword ptr [rax + 24]",        // slot.error (xmm0)
+    "    shl rax, {slot_shift}",
+    "    add rax, qword ptr [rip + {cfg} + {c_slot_base}]",
+    "    lock inc qword ptr [rax + {s_refused}]", // slot.refused
+    "    mov r8, qword ptr [rax + {s_error}]",    // slot.error (rax)
+    "    movq xmm0, qword ptr [rax + {s_error} + 8]", // slot.error (xmm0)
     "51:",
     "    mov r11, rsp",
     "60:",
     // r8/r9/xmm0/xmm1: the results; r11: C's stack pointer. Drop the rights.
-    "    mov eax, dword ptr [rip + {cfg}]",
-    "    test eax, eax",
-    "    jz 61f",
-    "    xor ecx, ecx",
-    "    rdpkru",
-    "    or eax, dword ptr [rip + {cfg}]",
-    "    xor ecx, ecx",
-    "    xor edx, edx",
-    "    wrpkru",                                 // ── rights on P dropped ──
-    "    mov ecx, dword ptr [rip + {cfg}]",
-    "    and ecx, eax",
-    "    cmp ecx, dword ptr [rip + {cfg}]",
-    "    jne 49f",
+    "    cmp dword ptr [rip + {cfg}], 0",
+    "    je 61f",
+    "    CD_DENY_P 49f",                          // ── rights on P dropped ──
     "61:",
     "    mov rsp, r11",
     "    mov rax, r8",
@@ -645,7 +864,7 @@ core::arch::global_asm!(
     "    xor r11d, r11d",
     "    ret",
     "49:",
-    "    ud2",
+    "    jmp cofferdam_refuse",
     ".size cofferdam_callback_entry, .-cofferdam_callback_entry",
     "",
     // ───────────────────────── cofferdam_try_copy ─────────────────────────
@@ -699,8 +918,8 @@ core::arch::global_asm!(
     "    mov rbx, rdi",
     "    sub rsp, 128",
     ".cfi_def_cfa_offset 160",
-    "    mov rcx, qword ptr [rbx + 88]",
-    "    mov rsi, qword ptr [rbx + 96]",
+    "    mov rcx, qword ptr [rbx + {g_nstack}]",
+    "    mov rsi, qword ptr [rbx + {g_stack_args}]",
     "    xor eax, eax",
     "70:",
     "    cmp rax, rcx",
@@ -710,29 +929,29 @@ core::arch::global_asm!(
     "    inc rax",
     "    jmp 70b",
     "71:",
-    "    movq xmm0, qword ptr [rbx + 112]",
-    "    movq xmm1, qword ptr [rbx + 120]",
-    "    movq xmm2, qword ptr [rbx + 128]",
-    "    movq xmm3, qword ptr [rbx + 136]",
-    "    movq xmm4, qword ptr [rbx + 144]",
-    "    movq xmm5, qword ptr [rbx + 152]",
-    "    movq xmm6, qword ptr [rbx + 160]",
-    "    movq xmm7, qword ptr [rbx + 168]",
-    "    mov rdi, qword ptr [rbx + 8]",
-    "    mov rsi, qword ptr [rbx + 16]",
-    "    mov rdx, qword ptr [rbx + 24]",
-    "    mov rcx, qword ptr [rbx + 32]",
-    "    mov r8,  qword ptr [rbx + 40]",
-    "    mov r9,  qword ptr [rbx + 48]",
-    "    mov eax, dword ptr [rbx + 192]",
-    "    call qword ptr [rbx]",
+    "    movq xmm0, qword ptr [rbx + {g_fargs}]",
+    "    movq xmm1, qword ptr [rbx + {g_fargs} + 8]",
+    "    movq xmm2, qword ptr [rbx + {g_fargs} + 16]",
+    "    movq xmm3, qword ptr [rbx + {g_fargs} + 24]",
+    "    movq xmm4, qword ptr [rbx + {g_fargs} + 32]",
+    "    movq xmm5, qword ptr [rbx + {g_fargs} + 40]",
+    "    movq xmm6, qword ptr [rbx + {g_fargs} + 48]",
+    "    movq xmm7, qword ptr [rbx + {g_fargs} + 56]",
+    "    mov rdi, qword ptr [rbx + {g_args}]",
+    "    mov rsi, qword ptr [rbx + {g_args} + 8]",
+    "    mov rdx, qword ptr [rbx + {g_args} + 16]",
+    "    mov rcx, qword ptr [rbx + {g_args} + 24]",
+    "    mov r8,  qword ptr [rbx + {g_args} + 32]",
+    "    mov r9,  qword ptr [rbx + {g_args} + 40]",
+    "    mov eax, dword ptr [rbx + {g_nsse}]",
+    "    call qword ptr [rbx + {g_func}]",
     "    add rsp, 128",
     ".cfi_def_cfa_offset 32",
-    "    mov qword ptr [rbx + 72], rax",
-    "    mov qword ptr [rbx + 80], rdx",
-    "    movq qword ptr [rbx + 176], xmm0",
-    "    movq qword ptr [rbx + 184], xmm1",
-    "    mov dword ptr [rbx + 68], 0",
+    "    mov qword ptr [rbx + {g_ret}], rax",
+    "    mov qword ptr [rbx + {g_ret} + 8], rdx",
+    "    movq qword ptr [rbx + {g_fret}], xmm0",
+    "    movq qword ptr [rbx + {g_fret} + 8], xmm1",
+    "    mov dword ptr [rbx + {g_status}], 0",
     "    pop r12",
     ".cfi_def_cfa_offset 24",
     "    pop rbx",
@@ -749,6 +968,65 @@ core::arch::global_asm!(
     "    ud2",
     cfg = sym CONFIG,
     dispatch = sym crate::fault::cofferdam_signal_dispatch,
+    untrusted = sym crate::fault::cofferdam_signal_untrusted,
+    forged = sym crate::fault::cofferdam_signal_forged,
+    token = sym crate::fault::cofferdam_sigreturn_token,
     cb_dispatch = sym crate::callback::cofferdam_callback_dispatch,
     nslots = const crate::callback::NSLOTS,
+    c_state_base = const offset_of!(GateConfig, state_base),
+    c_state_len = const offset_of!(GateConfig, state_len),
+    c_alt_base = const offset_of!(GateConfig, alt_base),
+    c_alt_len = const offset_of!(GateConfig, alt_len),
+    c_inherited = const offset_of!(GateConfig, inherited_guard),
+    c_frames_tagged = const offset_of!(GateConfig, frames_tagged),
+    sys_exit = const libc::SYS_exit,
+    t_fs_base = const offset_of!(ThreadState, fs_base),
+    t_current = const offset_of!(ThreadState, current),
+    t_tid = const offset_of!(ThreadState, tid),
+    g_saved_rsp = const offset_of!(GateFrame, saved_rsp),
+    g_cb_active = const offset_of!(GateFrame, cb_active),
+    g_func = const offset_of!(GateFrame, func),
+    g_args = const offset_of!(GateFrame, args),
+    g_status = const offset_of!(GateFrame, status),
+    g_ret = const offset_of!(GateFrame, ret),
+    g_nstack = const offset_of!(GateFrame, nstack),
+    g_stack_args = const offset_of!(GateFrame, stack_args),
+    g_foreign_sp = const offset_of!(GateFrame, foreign_sp),
+    g_fargs = const offset_of!(GateFrame, fargs),
+    g_fret = const offset_of!(GateFrame, fret),
+    g_nsse = const offset_of!(GateFrame, nsse),
+    g_mxcsr = const offset_of!(GateFrame, mxcsr),
+    g_fpucw = const offset_of!(GateFrame, fpucw),
+    t_foreign_top = const offset_of!(ThreadState, foreign_top),
+    c_fsgsbase = const offset_of!(GateConfig, fsgsbase),
+    c_slot_base = const offset_of!(GateConfig, slot_base),
+    c_nslots = const offset_of!(GateConfig, nslots),
+    cb_gpr = const offset_of!(CbFrame, gpr),
+    cb_sse = const offset_of!(CbFrame, sse),
+    cb_foreign_rsp = const offset_of!(CbFrame, foreign_rsp),
+    cb_state = const offset_of!(CbFrame, state),
+    cb_old_top = const offset_of!(CbFrame, old_top),
+    cb_slot = const offset_of!(CbFrame, slot),
+    cb_mxcsr = const offset_of!(CbFrame, c_mxcsr),
+    cb_fpucw = const offset_of!(CbFrame, c_fpucw),
+    cb_ret = const offset_of!(CbFrame, ret),
+    // Room left below the suspended call's saved registers before the
+    // callback frame: 256 bytes, then the frame.
+    cb_room = const 256 + core::mem::size_of::<CbFrame>(),
+    s_error = const offset_of!(Slot, error),
+    s_refused = const offset_of!(Slot, refused),
+    slot_shift = const crate::callback::SLOT_SIZE.trailing_zeros(),
+    g_trusted_pkru = const offset_of!(GateFrame, trusted_pkru),
+    alt_shift = const super::thread::ALT_SHIFT,
+    state_shift = const super::thread::STATE_SIZE.trailing_zeros(),
+    state_mask = const super::thread::STATE_SIZE - 1,
+    f_uc = const FRAME_UC,
+    f_info = const FRAME_INFO,
+    f_mark = const FRAME_INFO + SIGINFO_MARK,
+    uc_gregs = const UC_GREGS,
+    uc_fpregs = const UC_FPREGS,
+    uc_sigmask = const UC_SIGMASK,
+    sys_gettid = const libc::SYS_gettid,
+    sys_rt_sigreturn = const libc::SYS_rt_sigreturn,
+    sys_rt_sigprocmask = const libc::SYS_rt_sigprocmask,
 );

@@ -10,7 +10,8 @@
 use core::cell::UnsafeCell;
 use core::sync::atomic::{AtomicBool, Ordering};
 
-/// Gate constants. `repr(C)` and page-sized so the page holds nothing else.
+/// Gate constants. `repr(C)` and page-aligned (so page-sized): the page
+/// holds nothing else.
 #[repr(C, align(4096))]
 pub(crate) struct GateConfig {
     /// PKRU bits that deny key P (access- and write-disable), or 0 when the
@@ -34,8 +35,26 @@ pub(crate) struct GateConfig {
     /// 56: 1 when Rust thread stacks are tagged with P at a thread's first
     /// gate call.
     pub tag_stacks: u32,
-    _pad: [u8; 4096 - 60],
+    /// 60: 1 when the alternate signal stacks carry P, so that a signal frame
+    /// on one was written by the kernel (Linux 6.12 and later write frames
+    /// with every key enabled; older kernels cannot write onto a tagged
+    /// stack while foreign code runs).
+    pub frames_tagged: u32,
+    /// The arena of per-thread alternate signal stacks: entry `i` of the
+    /// state table owns the slot at `alt_base + (i << ALT_SHIFT)`. The
+    /// signal entry authenticates a frame by where it lies (see `asm.rs`).
+    pub alt_base: usize,
+    pub alt_len: usize,
+    /// The main thread's id, for signals redirected from threads that have
+    /// no state (see `fault::untrusted`).
+    pub main_tid: i32,
+    /// 1 when this process inherited a parent Cofferdam process's seccomp
+    /// filter, which refuses `rt_sigreturn` without the parent's token: the
+    /// signal entry then returns through a user-space sigreturn.
+    pub inherited_guard: u32,
 }
+
+const _: () = assert!(core::mem::size_of::<GateConfig>() == 4096);
 
 /// The one instance, referenced by symbol from `asm.rs`.
 #[repr(transparent)]
@@ -57,7 +76,11 @@ pub(crate) static CONFIG: ConfigPage = ConfigPage(UnsafeCell::new(GateConfig {
     nslots: 0,
     foreign_stack: 0,
     tag_stacks: 0,
-    _pad: [0; 4096 - 60],
+    frames_tagged: 0,
+    alt_base: 0,
+    alt_len: 0,
+    main_tid: 0,
+    inherited_guard: 0,
 }));
 
 /// What `configure` writes besides the key.
@@ -69,6 +92,8 @@ pub(crate) struct Settings {
     pub slots: (usize, usize),
     pub foreign_stack: usize,
     pub tag_stacks: bool,
+    pub frames_tagged: bool,
+    pub alt: (usize, usize),
 }
 
 static SEALED: AtomicBool = AtomicBool::new(false);
@@ -93,6 +118,11 @@ pub(crate) fn configure(set: &Settings) {
         (*page).nslots = set.slots.1;
         (*page).foreign_stack = set.foreign_stack;
         (*page).tag_stacks = set.tag_stacks as u32;
+        (*page).frames_tagged = set.frames_tagged as u32;
+        (*page).alt_base = set.alt.0;
+        (*page).alt_len = set.alt.1;
+        (*page).main_tid = crate::sys::getpid();
+        (*page).inherited_guard = crate::sys::inherited_guard() as u32;
     }
     // SAFETY: `CONFIG` is page-aligned and page-sized, so the range is exactly
     // its own page; making it read-only affects nothing else.

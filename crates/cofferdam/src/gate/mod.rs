@@ -35,12 +35,40 @@ use core::ptr;
 
 pub(crate) use asm::{cofferdam_cb_stubs, cofferdam_gate_landing, cofferdam_signal_entry};
 
+/// Resumes the interrupted context `uc` from a signal handler without
+/// rt_sigreturn: signal mask, x87/SSE state (FXRSTOR), general registers,
+/// rflags, rsp, rip. PKRU is left as it is.
+///
+/// # Safety
+/// `uc` is a ucontext the kernel passed to the running handler, and the
+/// handler has nothing left to do.
+pub(crate) unsafe fn user_sigreturn(uc: *mut c_void) -> ! {
+    // SAFETY: forwarded contract.
+    unsafe { asm::cofferdam_user_sigreturn(uc) }
+}
+
 /// Whether `ip` lies in the trampolines' code (`cofferdam_gate_call` up to
 /// the end of the callback entry).
 pub(crate) fn is_gate_code(ip: usize) -> bool {
     let lo = cofferdam_gate_call as *const () as usize;
     let hi = asm::cofferdam_gate_code_end as *const () as usize;
     lo <= ip && ip < hi
+}
+
+/// Whether `ip` lies in the benchmark floor's unchecked WRPKRU pair (only
+/// with the `bench-floor` feature; never otherwise).
+pub(crate) fn is_bench_floor(ip: usize) -> bool {
+    #[cfg(feature = "bench-floor")]
+    {
+        let lo = asm::cofferdam_wrpkru_pair_call as *const () as usize;
+        // The function is 60-odd bytes (asm.rs); its two WRPKRUs lie inside.
+        lo <= ip && ip < lo + 128
+    }
+    #[cfg(not(feature = "bench-floor"))]
+    {
+        let _ = ip;
+        false
+    }
 }
 
 /// Whether `ip` is one of `cofferdam_try_copy`'s loads (which may fault).
@@ -90,19 +118,38 @@ pub fn wrpkru_pair_call(f: extern "C" fn(i32) -> i32, x: i32) -> Option<i32> {
     Some(unsafe { asm::cofferdam_wrpkru_pair_call(f, x, top) })
 }
 
-/// Details of a fault, written by the fault handler into the frame of the
-/// call that faulted.
-#[repr(C)]
+/// What ended a gate call, written into its frame by the fault path
+/// (`crate::fault`) and read by the compartment when `status` says the call
+/// faulted. Each variant means one thing.
 #[derive(Clone, Copy, Debug)]
-pub(crate) struct FaultRecord {
-    pub signal: i32,
-    pub si_code: i32,
-    pub address: usize,
-    pub ip: usize,
-    /// The page-fault error code (bit 1: write, bit 4: instruction fetch).
-    pub err: u64,
-    /// The protection key the kernel reported (`si_pkey`), or -1.
-    pub pkey: i32,
+pub(crate) enum FaultRecord {
+    /// The CPU raised SIGSEGV or SIGBUS for a memory access.
+    Memory {
+        signal: i32,
+        /// `si_code` (`SEGV_MAPERR`, `SEGV_ACCERR`, `SEGV_PKUERR`, ...).
+        code: i32,
+        address: usize,
+        ip: usize,
+        /// The page-fault error code (bit 1: write, bit 4: instruction fetch).
+        err: u64,
+        /// The protection key the kernel reported (`si_pkey`), or -1.
+        pkey: i32,
+    },
+    /// The CPU raised SIGFPE, SIGILL or SIGTRAP for an instruction.
+    Instruction { signal: i32, code: i32, ip: usize },
+    /// Foreign code sent this fault signal or SIGABRT to itself (`raise`,
+    /// `abort`, `tgkill`): `si_code <= 0`.
+    Sent { signal: i32, ip: usize },
+    /// The syscall guard refused a system call.
+    Syscall {
+        nr: u32,
+        i386: bool,
+        /// Its first argument.
+        arg0: u64,
+        ip: usize,
+    },
+    /// A trampoline's check failed: foreign code jumped into one.
+    Integrity,
 }
 
 /// Arguments beyond the six in registers that the gate copies onto the
@@ -271,6 +318,13 @@ pub(crate) unsafe fn call(frame: &mut GateFrame, arm: &[u32]) -> Result<bool, &'
         frame.prev = (*st).current;
         frame.foreign_sp = ((*st).foreign_top - 128) & !15;
     }
+    // A gate call from a signal handler, which runs on the thread's
+    // alternate stack: see `call_from_handler`.
+    let c = config::get();
+    let sp = &c as *const &config::GateConfig as usize;
+    if sp.wrapping_sub(c.alt_base) < c.alt_len {
+        return Ok(call_from_handler(st, frame, arm, sp));
+    }
     if !arm.is_empty() {
         return Ok(call_arming(st, frame, arm));
     }
@@ -282,6 +336,50 @@ pub(crate) unsafe fn call(frame: &mut GateFrame, arm: &[u32]) -> Result<bool, &'
     // SAFETY: as above; the gate returned on this thread.
     unsafe { (*st).current = frame.prev };
     Ok(frame.status == 0)
+}
+
+/// [`call`] made by a signal handler on the thread's alternate stack. The
+/// kernel disarmed that stack when it entered the handler (`SS_AUTODISARM`),
+/// so a signal that arrived while foreign code runs would be framed on the
+/// foreign stack, where the signal entry cannot authenticate it. For the
+/// call's duration the part of the slot below this frame is the alternate
+/// stack again: frames land there, below the handler's own, and a callback
+/// running below this frame is "on" that stack (the kernel then frames at
+/// its stack pointer). Afterwards the stack is disarmed as before; the
+/// handler's rt_sigreturn restores the whole slot.
+#[cold]
+#[inline(never)]
+fn call_from_handler(
+    st: *mut thread::ThreadState,
+    frame: &mut GateFrame,
+    arm: &[u32],
+    sp: usize,
+) -> bool {
+    // The top of the re-armed part must lie below the gate's saved
+    // registers (a few hundred bytes below this frame), and at or below
+    // where a callback of this call puts its frame (448 bytes below those):
+    // 2 KiB below this frame is both.
+    let here = &arm as *const &[u32] as usize;
+    let armed = thread::alt_stack_of(st).filter(|&(lo, _)| here > lo + 16384);
+    if let Some((lo, _)) = armed {
+        crate::sys::set_alt_stack(lo, (here - 2048 - lo) & !15);
+    }
+    let _ = sp;
+    let ok = if arm.is_empty() {
+        // SAFETY: as in `call`, whose contract the caller upholds.
+        unsafe { (*st).current = frame as *mut GateFrame };
+        // SAFETY: as in `call`.
+        unsafe { cofferdam_gate_call((frame as *mut GateFrame).cast()) };
+        // SAFETY: as above.
+        unsafe { (*st).current = frame.prev };
+        frame.status == 0
+    } else {
+        call_arming(st, frame, arm)
+    };
+    if armed.is_some() {
+        crate::sys::disable_alt_stack();
+    }
+    ok
 }
 
 /// [`call`] with callbacks to arm for the call and disarm after it.
@@ -326,43 +424,26 @@ mod tests {
 
     #[test]
     fn layout_matches_asm() {
-        assert_eq!(offset_of!(GateFrame, func), 0);
-        assert_eq!(offset_of!(GateFrame, args), 8);
-        assert_eq!(offset_of!(GateFrame, saved_rsp), 56);
-        assert_eq!(offset_of!(GateFrame, trusted_pkru), 64);
-        assert_eq!(offset_of!(GateFrame, status), 68);
-        assert_eq!(offset_of!(GateFrame, ret), 72);
-        assert_eq!(offset_of!(GateFrame, nstack), 88);
-        assert_eq!(offset_of!(GateFrame, stack_args), 96);
-        assert_eq!(offset_of!(GateFrame, foreign_sp), 104);
-        assert_eq!(offset_of!(GateFrame, fargs), 112);
-        assert_eq!(offset_of!(GateFrame, fret), 176);
-        assert_eq!(offset_of!(GateFrame, nsse), 192);
-        assert_eq!(offset_of!(GateFrame, call_id), 200);
-        assert_eq!(offset_of!(GateFrame, mxcsr), 208);
-        assert_eq!(offset_of!(GateFrame, fpucw), 212);
-        assert_eq!(offset_of!(GateFrame, cb_active), 216);
-        assert_eq!(offset_of!(config::GateConfig, deny_mask), 0);
-        assert_eq!(offset_of!(config::GateConfig, fsgsbase), 12);
-        assert_eq!(offset_of!(config::GateConfig, state_base), 16);
-        assert_eq!(offset_of!(config::GateConfig, state_len), 24);
-        assert_eq!(offset_of!(config::GateConfig, slot_base), 32);
-        assert_eq!(offset_of!(config::GateConfig, nslots), 40);
-        assert_eq!(offset_of!(thread::ThreadState, fs_base), 0);
-        assert_eq!(offset_of!(thread::ThreadState, current), 8);
-        assert_eq!(offset_of!(thread::ThreadState, foreign_top), 16);
+        // The asm takes every offset from `offset_of!` (const operands); what
+        // it assumes beyond offsets: entries and slots are powers of two in
+        // size (it shifts by their log2), the callback frame keeps the stack
+        // 16-aligned, and the config page is one page.
+        assert!(thread::STATE_SIZE.is_power_of_two());
         assert_eq!(
             core::mem::size_of::<thread::ThreadState>(),
             thread::STATE_SIZE
         );
-        assert_eq!(core::mem::size_of::<crate::callback::CbFrame>(), 192);
-        assert_eq!(offset_of!(crate::callback::CbFrame, foreign_rsp), 112);
-        assert_eq!(offset_of!(crate::callback::CbFrame, ret), 152);
-        assert_eq!(offset_of!(crate::callback::Slot, error), 16);
-        assert_eq!(offset_of!(crate::callback::Slot, refused), 32);
+        assert!(crate::callback::SLOT_SIZE.is_power_of_two());
         assert_eq!(
             core::mem::size_of::<crate::callback::Slot>(),
             crate::callback::SLOT_SIZE
+        );
+        assert_eq!(core::mem::size_of::<crate::callback::CbFrame>() % 16, 0);
+        assert_eq!(core::mem::size_of::<config::GateConfig>(), 4096);
+        assert_eq!(
+            offset_of!(config::GateConfig, deny_mask),
+            0,
+            "read as [rip + cfg]"
         );
     }
 }

@@ -48,8 +48,12 @@ pub(crate) const STATE_SIZE: usize = 256;
 /// the nested call) would otherwise be framed at the top of the alternate
 /// stack, over the first handler's frames.
 const SS_AUTODISARM: i32 = 1 << 31;
-/// Size of an alternate signal stack that Cofferdam provides.
-const ALT_STACK: usize = 64 << 10;
+/// Each thread's alternate signal stack is a slot of `1 << ALT_SHIFT` bytes
+/// (its lowest page a guard) in one arena, at the same index as its entry in
+/// the state table: the signal entry finds the entry that owns a frame from
+/// the frame's address alone (`asm.rs`).
+pub(crate) const ALT_SHIFT: u32 = 17;
+const ALT_SLOT: usize = 1 << ALT_SHIFT;
 
 /// One thread's state. Offsets 0, 8 and 16 are read by `asm.rs`.
 #[repr(C, align(256))]
@@ -72,13 +76,14 @@ pub(crate) struct ThreadState {
     pub foreign_map_len: usize,
     pub foreign_base: usize,
     /// The tagged part of the Rust stack (0, 0 if none). Read by other
-    /// threads (`contains_protected`).
+    /// threads (`is_protected`).
     pub stack_lo: AtomicUsize,
     pub stack_hi: AtomicUsize,
-    /// An alternate signal stack Cofferdam mapped for the thread (0 if the
-    /// thread had its own).
-    pub alt_map: usize,
-    pub alt_map_len: usize,
+    /// 1 once the guard page of this entry's alternate-stack slot is in
+    /// place (slots are reused with their entries; the guard stays).
+    pub alt_guarded: u32,
+    /// 1 while the slot is this thread's registered alternate stack.
+    pub alt_armed: u32,
     /// The thread's whole stack as it was at its first gate call: a stack
     /// pointer inside it identifies the thread without RDFSBASE (stacks of
     /// live threads do not overlap).
@@ -98,7 +103,7 @@ static STACK_PROBLEMS: [&str; 6] = [
     "glibc's static TLS size is unknown (_dl_get_tls_static_info missing)",
 ];
 
-/// One past the highest entry ever claimed: `contains_protected` looks no
+/// One past the highest entry ever claimed: `is_protected` looks no
 /// further.
 static HIGH: AtomicUsize = AtomicUsize::new(0);
 
@@ -143,6 +148,64 @@ pub(crate) fn reserve_table(pkey: Option<u32>, extra: usize) -> (usize, usize) {
         }
     }
     (base, len)
+}
+
+/// The arena of alternate signal stacks, one slot per state-table entry:
+/// `(base, len)`. Tagged with `pkey` when `tag` (the kernel writes signal
+/// frames onto tagged stacks: Linux 6.12 and later).
+pub(crate) fn reserve_alt_arena(pkey: Option<u32>, tag: bool) -> (usize, usize) {
+    let len = MAX_THREADS << ALT_SHIFT;
+    let base = match sys::map_aligned(len, ALT_SLOT, libc::PROT_READ | libc::PROT_WRITE) {
+        Ok(p) => p as usize,
+        Err(_) => {
+            sys::write_stderr(b"cofferdam: cannot map the alternate signal stacks\n");
+            std::process::abort();
+        }
+    };
+    if let (Some(k), true) = (pkey, tag) {
+        // SAFETY: the range is the mapping just made, used for nothing else.
+        if unsafe {
+            sys::pkey_mprotect(
+                base as *mut c_void,
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                k,
+            )
+        }
+        .is_err()
+        {
+            sys::write_stderr(b"cofferdam: cannot tag the alternate signal stacks\n");
+            std::process::abort();
+        }
+    }
+    (base, len)
+}
+
+/// Whether signal frames on the alternate stacks carry P (and so can only
+/// have been written by the kernel or trusted code): the mpk backend on
+/// Linux 6.12 or later. `COFFERDAM_TAGGED_ALTSTACKS=off` turns it off.
+pub(crate) fn frames_can_be_tagged(pkey: Option<u32>) -> bool {
+    pkey.is_some()
+        && sys::kernel_at_least(6, 12)
+        && sys::getenv_bytes(c"COFFERDAM_TAGGED_ALTSTACKS") != Some(b"off")
+}
+
+/// Why signal frames are not authenticated, or `None` where they are.
+pub(crate) fn frames_problem() -> Option<&'static str> {
+    let c = config::get();
+    if c.deny_mask == 0 {
+        Some("not the mpk backend (nothing is protected, so there is nothing to take rights to)")
+    } else if c.frames_tagged == 0 {
+        Some(
+            if sys::getenv_bytes(c"COFFERDAM_TAGGED_ALTSTACKS") == Some(b"off") {
+                "the alternate stacks are untagged (COFFERDAM_TAGGED_ALTSTACKS=off): foreign code in another thread could change a frame while its handler runs"
+            } else {
+                "Linux before 6.12 cannot write signal frames onto tagged alternate stacks: foreign code in another thread could change a frame while its handler runs"
+            },
+        )
+    } else {
+        None
+    }
 }
 
 /// Decides at start-up whether stacks will be tagged.
@@ -209,17 +272,22 @@ fn tampered() -> ! {
     std::process::abort();
 }
 
-/// This thread's state, created at its first gate call.
+/// This thread's state with its foreign stack, created at its first gate
+/// call.
 #[inline(always)]
 pub(crate) fn current() -> Result<*mut ThreadState, &'static str> {
     match existing() {
-        Some(p) => Ok(p),
-        None => enter(),
+        // SAFETY: a checked entry of this thread.
+        Some(p) if unsafe { (*p).foreign_map } != 0 => Ok(p),
+        _ => enter(),
     }
 }
 
-/// The state of the thread the signal handler runs on, checked also by
-/// thread id (a system call is fine here).
+/// The state of the thread the signal handler runs on, found through the TLS
+/// slot and checked also by thread id (a system call is fine here). Only for
+/// backends without MPK, where nothing is protected and the signal entry
+/// does not authenticate frames; on mpk the entry passes the authenticated
+/// state itself.
 pub(crate) fn for_signal_handler() -> Option<*mut ThreadState> {
     let p = asm::tls_state();
     if p == 0 {
@@ -236,8 +304,15 @@ pub(crate) fn for_signal_handler() -> Option<*mut ThreadState> {
     ok.then_some(st)
 }
 
-#[cold]
-fn enter() -> Result<*mut ThreadState, &'static str> {
+/// Gives this thread an entry in the state table and its alternate signal
+/// stack (the arena slot of the same index), without a foreign stack yet.
+/// Called when a thread that trusted code created starts (`pthread_create`
+/// below), for the main thread when the runtime starts, and at a thread's
+/// first gate call if it has no entry yet. Idempotent.
+pub(crate) fn adopt() -> Result<*mut ThreadState, &'static str> {
+    if let Some(p) = existing() {
+        return Ok(p);
+    }
     let c = config::get();
     if c.state_len == 0 {
         return Err("the runtime has no thread-state table");
@@ -245,6 +320,7 @@ fn enter() -> Result<*mut ThreadState, &'static str> {
     let fs = asm::fs_base(c.fsgsbase != 0);
     let (base, len) = table();
     let mut st: *mut ThreadState = ptr::null_mut();
+    let mut index = 0;
     for i in 0..len / STATE_SIZE {
         let e = (base + i * STATE_SIZE) as *mut ThreadState;
         // SAFETY: an entry of the mapped table; claimed with a CAS.
@@ -253,41 +329,24 @@ fn enter() -> Result<*mut ThreadState, &'static str> {
             .is_ok()
         {
             st = e;
+            index = i;
             HIGH.fetch_max(i + 1, Ordering::AcqRel);
             break;
         }
     }
     if st.is_null() {
-        return Err("more threads make gate calls than the state table holds (4096)");
-    }
-    let page = sys::page_size();
-    let size = (c.foreign_stack + page - 1) & !(page - 1);
-    // [guard][stack][guard]: an overrun either way faults.
-    let map = match sys::map_anon(size + 2 * page, libc::PROT_READ | libc::PROT_WRITE) {
-        Ok(m) => m as usize,
-        Err(_) => {
-            // SAFETY: our entry; give it back.
-            unsafe { (*st).fs_base.store(0, Ordering::Release) };
-            return Err("cannot map a foreign stack for this thread");
-        }
-    };
-    // SAFETY: the lowest and highest pages of the mapping just made become
-    // the guards.
-    unsafe {
-        let _ = sys::mprotect(map as *mut c_void, page, libc::PROT_NONE);
-        let _ = sys::mprotect((map + page + size) as *mut c_void, page, libc::PROT_NONE);
+        return Err("more threads use Cofferdam than the state table holds (4096)");
     }
     // SAFETY: the entry is ours (claimed above); nothing else writes it.
     unsafe {
         (*st).current = ptr::null_mut();
         (*st).call_seq = 0;
         (*st).tid = sys::gettid();
-        (*st).foreign_map = map;
-        (*st).foreign_map_len = size + 2 * page;
-        (*st).foreign_base = map + page + size;
-        (*st).foreign_top = map + page + size;
-        (*st).alt_map = 0;
-        (*st).alt_map_len = 0;
+        (*st).foreign_map = 0;
+        (*st).foreign_map_len = 0;
+        (*st).foreign_base = 0;
+        (*st).foreign_top = 0;
+        (*st).alt_armed = 0;
         (*st).stack_lo.store(0, Ordering::Relaxed);
         (*st).stack_hi.store(0, Ordering::Relaxed);
         (*st).id_lo = 0;
@@ -309,63 +368,113 @@ fn enter() -> Result<*mut ThreadState, &'static str> {
         }
     }
     asm::set_tls_state(st as usize);
-    // SAFETY: our entry.
-    unsafe { ensure_alt_stack(&mut *st) };
+    // SAFETY: our entry, at `index`.
+    unsafe { arm_alt_stack(&mut *st, index) };
+    // Undo it all when the thread exits (if TLS destructors can still be
+    // registered: not during the thread's own teardown). The main thread
+    // needs none: its exit ends the process.
+    if sys::gettid() != sys::getpid() {
+        let _ = EXIT.try_with(|_| ());
+    }
+    Ok(st)
+}
+
+/// In the child of a `fork` (registered with `pthread_atfork`): the one
+/// thread there is the one that forked, and its state now belongs to a new
+/// thread id.
+pub(crate) extern "C" fn after_fork_in_child() {
+    if let Some(st) = existing() {
+        // SAFETY: this thread's checked entry, which only it writes.
+        unsafe { (*st).tid = sys::gettid() };
+    }
+}
+
+/// The rest of a thread's first gate call: its foreign stack, and the
+/// tagging of its Rust stack.
+#[cold]
+fn enter() -> Result<*mut ThreadState, &'static str> {
+    let st = adopt()?;
+    let c = config::get();
+    let page = sys::page_size();
+    let size = (c.foreign_stack + page - 1) & !(page - 1);
+    // [guard][stack][guard]: an overrun either way faults.
+    let map = match sys::map_anon(size + 2 * page, libc::PROT_READ | libc::PROT_WRITE) {
+        Ok(m) => m as usize,
+        Err(_) => return Err("cannot map a foreign stack for this thread"),
+    };
+    // SAFETY: the lowest and highest pages of the mapping just made become
+    // the guards.
+    unsafe {
+        let _ = sys::mprotect(map as *mut c_void, page, libc::PROT_NONE);
+        let _ = sys::mprotect((map + page + size) as *mut c_void, page, libc::PROT_NONE);
+    }
+    // SAFETY: our own checked entry; only this thread writes these fields.
+    unsafe {
+        (*st).foreign_map = map;
+        (*st).foreign_map_len = size + 2 * page;
+        (*st).foreign_base = map + page + size;
+        (*st).foreign_top = map + page + size;
+    }
     if c.tag_stacks != 0 {
         // SAFETY: our entry.
         unsafe { tag_stack(&mut *st, c.pkey) };
     }
-    // Undo it all when the thread exits (if TLS destructors can still be
-    // registered: not during the thread's own teardown).
-    let _ = EXIT.try_with(|_| ());
     Ok(st)
 }
 
-/// Gives the thread an alternate signal stack if it has none.
-fn ensure_alt_stack(st: &mut ThreadState) {
-    // SAFETY: a zeroed stack_t is a valid out-parameter.
-    let mut old: libc::stack_t = unsafe { core::mem::zeroed() };
-    // SAFETY: query only.
-    if unsafe { libc::sigaltstack(ptr::null(), &mut old) } != 0 {
-        return;
-    }
-    if old.ss_flags & libc::SS_DISABLE == 0 && old.ss_size >= ALT_STACK {
-        // The thread has a large enough one: make it auto-disarming, as
-        // ours are. (The standard library's are a few KiB: a handler that
-        // makes gate calls needs more; those get replaced below, and the
-        // standard library still unmaps its own at thread exit.)
-        if old.ss_flags & SS_AUTODISARM == 0 {
-            let ss = libc::stack_t {
-                ss_sp: old.ss_sp,
-                ss_flags: SS_AUTODISARM,
-                ss_size: old.ss_size,
-            };
-            // SAFETY: re-registers the same stack with one more flag; we are
-            // not running on it (this is not a signal handler).
-            unsafe { libc::sigaltstack(&ss, ptr::null_mut()) };
-        }
+/// The slot of entry `index` in the alternate-stack arena: `(lo, hi)`, the
+/// guard page excluded.
+fn alt_slot(index: usize) -> (usize, usize) {
+    let c = config::get();
+    let lo = c.alt_base + (index << ALT_SHIFT);
+    (lo + sys::page_size(), lo + ALT_SLOT)
+}
+
+/// Registers the thread's slot as its alternate signal stack, in place of
+/// any it had: every handler Cofferdam installs runs there (`SA_ONSTACK`),
+/// which is where the signal entry requires a frame to be. Alternate stacks
+/// are `SS_AUTODISARM` (see the constant).
+///
+/// # Safety
+/// `st` is this thread's own entry, at `index` in the table.
+unsafe fn arm_alt_stack(st: &mut ThreadState, index: usize) {
+    let c = config::get();
+    if c.alt_len == 0 {
         return;
     }
     let page = sys::page_size();
-    let Ok(map) = sys::map_anon(ALT_STACK + page, libc::PROT_READ | libc::PROT_WRITE) else {
-        return;
-    };
-    // SAFETY: the lowest page of the fresh mapping becomes a guard.
-    let _ = unsafe { sys::mprotect(map.cast(), page, libc::PROT_NONE) };
-    let ss = libc::stack_t {
-        // SAFETY: inside the mapping just made.
-        ss_sp: unsafe { map.add(page) }.cast(),
-        ss_flags: SS_AUTODISARM,
-        ss_size: ALT_STACK,
-    };
-    // SAFETY: ss describes memory this thread owns until it exits.
-    if unsafe { libc::sigaltstack(&ss, ptr::null_mut()) } == 0 {
-        st.alt_map = map as usize;
-        st.alt_map_len = ALT_STACK + page;
-    } else {
-        // SAFETY: not installed; nothing refers to it.
-        unsafe { sys::unmap(map, ALT_STACK + page) };
+    let (lo, hi) = alt_slot(index);
+    if st.alt_guarded == 0 {
+        // SAFETY: the lowest page of this entry's slot, which only the
+        // entry's owner uses.
+        let _ = unsafe { sys::mprotect((lo - page) as *mut c_void, page, libc::PROT_NONE) };
+        st.alt_guarded = 1;
     }
+    let ss = libc::stack_t {
+        ss_sp: lo as *mut c_void,
+        ss_flags: SS_AUTODISARM,
+        ss_size: hi - lo,
+    };
+    // SAFETY: the slot is this thread's for as long as it owns the entry;
+    // this is not a signal handler, so the thread is not running on its
+    // current alternate stack (if it had one, the standard library's, that
+    // one is replaced here and still unmapped by its owner at thread exit).
+    if unsafe { sys::real_sigaltstack(&ss, ptr::null_mut()) } == 0 {
+        st.alt_armed = 1;
+    }
+}
+
+/// This thread's alternate-stack slot `(lo, hi)`, if armed: a signal
+/// handler that may make gate calls re-arms the part below its own frames
+/// (`fault`), so that nested frames land there too.
+pub(crate) fn alt_stack_of(st: *const ThreadState) -> Option<(usize, usize)> {
+    let c = config::get();
+    // SAFETY: st is an entry of the table (the caller's: an authenticated or
+    // checked state).
+    if c.alt_len == 0 || unsafe { (*st).alt_armed } == 0 {
+        return None;
+    }
+    Some(alt_slot((st as usize - c.state_base) / STATE_SIZE))
 }
 
 /// The part of this thread's Rust stack to tag: `[lo, hi)`.
@@ -431,8 +540,8 @@ thread_local! {
     static EXIT: ExitGuard = const { ExitGuard };
 }
 
-/// Thread exit: untag the stack, remove the alternate stack Cofferdam gave,
-/// unmap the foreign stack, free the entry.
+/// Thread exit: untag the stack, disarm the alternate stack, unmap the
+/// foreign stack, free the entry.
 fn leave() {
     let Some(st) = existing() else { return };
     // SAFETY: our own checked entry.
@@ -458,35 +567,165 @@ fn leave() {
         st.stack_hi.store(0, Ordering::Release);
         st.stack_lo.store(0, Ordering::Relaxed);
     }
-    if st.alt_map != 0 {
+    if st.alt_armed != 0 {
         let ss = libc::stack_t {
             ss_sp: ptr::null_mut(),
             ss_flags: libc::SS_DISABLE,
             ss_size: 0,
         };
         // SAFETY: disables the alternate stack (we are not running on it:
-        // TLS destructors run on the thread's own stack), then unmaps it.
-        unsafe {
-            if libc::sigaltstack(&ss, ptr::null_mut()) == 0 {
-                sys::unmap(st.alt_map as *mut u8, st.alt_map_len);
-            }
-        }
-        st.alt_map = 0;
+        // TLS destructors run on the thread's own stack). The slot stays
+        // mapped for the entry's next owner.
+        unsafe { sys::real_sigaltstack(&ss, ptr::null_mut()) };
+        st.alt_armed = 0;
     }
-    // SAFETY: the foreign stack is unused: no gate call is open.
-    unsafe { sys::unmap(st.foreign_map as *mut u8, st.foreign_map_len) };
-    st.foreign_map = 0;
+    if st.foreign_map != 0 {
+        // SAFETY: the foreign stack is unused: no gate call is open.
+        unsafe { sys::unmap(st.foreign_map as *mut u8, st.foreign_map_len) };
+        st.foreign_map = 0;
+        st.foreign_top = 0;
+    }
     st.id_lo = 0;
     st.id_hi = 0;
     asm::set_tls_state(0);
     st.fs_base.store(0, Ordering::Release);
 }
 
-/// Whether `[addr, addr + len)` touches memory foreign code must not be
-/// pointed at: the protected heap, a tagged Rust stack of any thread, the
-/// state table or the callback slots.
+/// What a thread started through the interposed `pthread_create` runs first.
+struct Start {
+    routine: extern "C" fn(*mut c_void) -> *mut c_void,
+    arg: *mut c_void,
+}
+
+extern "C" fn adopted_start(p: *mut c_void) -> *mut c_void {
+    // SAFETY: `p` is the `Start` that `pthread_create` below boxed for this
+    // thread and handed to no one else.
+    let start = unsafe { Box::from_raw(p.cast::<Start>()) };
+    // A thread of trusted code gets its entry and its alternate stack before
+    // it runs anything: its signal frames can then be authenticated
+    // (`asm.rs`). If the table is full it runs without (its signals are then
+    // handled as a foreign thread's, without rights).
+    let _ = adopt();
+    (start.routine)(start.arg)
+}
+
+type PthreadCreate = unsafe extern "C" fn(
+    *mut libc::pthread_t,
+    *const libc::pthread_attr_t,
+    extern "C" fn(*mut c_void) -> *mut c_void,
+    *mut c_void,
+) -> libc::c_int;
+
+/// glibc's `pthread_create`.
+fn lookup_pthread_create() -> Option<PthreadCreate> {
+    // SAFETY: dlsym with RTLD_NEXT and a NUL-terminated name.
+    let f = unsafe { libc::dlsym(libc::RTLD_NEXT, c"pthread_create".as_ptr()) } as usize;
+    // SAFETY: the symbol is glibc's pthread_create, whose type is
+    // `PthreadCreate`.
+    (f != 0).then(|| unsafe { core::mem::transmute::<usize, PthreadCreate>(f) })
+}
+
+/// glibc's `pthread_create`, looked up once (for trusted callers: the cache
+/// is a Rust static).
+fn real_pthread_create() -> Option<PthreadCreate> {
+    static REAL: AtomicUsize = AtomicUsize::new(0);
+    let f = REAL.load(Ordering::Acquire);
+    if f != 0 {
+        // SAFETY: stored below from a `PthreadCreate`.
+        return Some(unsafe { core::mem::transmute::<usize, PthreadCreate>(f) });
+    }
+    let real = lookup_pthread_create()?;
+    REAL.store(real as usize, Ordering::Release);
+    Some(real)
+}
+
+/// Cofferdam's `pthread_create`, shadowing glibc's in the executable (as
+/// `sigaction` is, `fault/signals.rs`): a thread that trusted code starts
+/// is adopted (state entry, alternate stack) before its start routine runs.
+/// A thread that foreign code starts is left alone: it has no entry, so no
+/// signal on it is ever handled with P's rights.
+///
+/// # Safety
+/// As for `pthread_create(3)`.
+#[no_mangle]
+pub unsafe extern "C" fn pthread_create(
+    thread: *mut libc::pthread_t,
+    attr: *const libc::pthread_attr_t,
+    routine: extern "C" fn(*mut c_void) -> *mut c_void,
+    arg: *mut c_void,
+) -> libc::c_int {
+    let c = config::get();
+    if c.alt_len == 0 || super::foreign_running() {
+        // Foreign code (or no arena): straight through, touching nothing
+        // that foreign code cannot read.
+        let Some(real) = lookup_pthread_create() else {
+            return libc::EAGAIN;
+        };
+        // SAFETY: forwarded contract.
+        return unsafe { real(thread, attr, routine, arg) };
+    }
+    let Some(real) = real_pthread_create() else {
+        return libc::EAGAIN;
+    };
+    let start = Box::into_raw(Box::new(Start { routine, arg }));
+    // SAFETY: forwarded contract; `adopted_start` takes ownership of `start`
+    // in the new thread.
+    let r = unsafe { real(thread, attr, adopted_start, start.cast()) };
+    if r != 0 {
+        // SAFETY: the thread was not created: `start` is still ours.
+        drop(unsafe { Box::from_raw(start) });
+    }
+    r
+}
+
+/// Cofferdam's `sigaltstack`, shadowing glibc's in the executable. A thread
+/// that has its alternate-stack slot keeps it: the signal entry only
+/// authenticates frames there. So a trusted caller's new stack is accepted
+/// and not installed (the standard library, which installs one for its
+/// stack-overflow report when it finds none and removes it at thread exit,
+/// finds Cofferdam's and leaves it alone); a query reports the slot.
+/// Foreign code may query but not change it (`EPERM`). Threads without a
+/// slot pass straight through.
+///
+/// # Safety
+/// As for `sigaltstack(2)`.
+#[no_mangle]
+pub unsafe extern "C" fn sigaltstack(
+    ss: *const libc::stack_t,
+    old: *mut libc::stack_t,
+) -> libc::c_int {
+    let c = config::get();
+    if c.alt_len != 0 {
+        if super::foreign_running() {
+            if !ss.is_null() {
+                // SAFETY: errno is thread-local.
+                unsafe { *libc::__errno_location() = libc::EPERM };
+                return -1;
+            }
+        } else if let Some(st) = existing() {
+            // SAFETY: this thread's checked entry.
+            if unsafe { (*st).alt_armed } != 0 && !ss.is_null() {
+                if !old.is_null() {
+                    // SAFETY: forwarded contract (query only).
+                    return unsafe { sys::real_sigaltstack(ptr::null(), old) };
+                }
+                return 0;
+            }
+        }
+    }
+    // SAFETY: forwarded contract.
+    unsafe { sys::real_sigaltstack(ss, old) }
+}
+
+/// The one answer to "is this protected?": whether `[addr, addr + len)`
+/// touches memory foreign code must never be pointed at — the protected
+/// reservation (the Rust heap and Cofferdam's state area), the state table
+/// and the callback slots, the alternate signal stacks, the signal table, a
+/// tagged Rust stack of any thread. A range that wraps around counts as
+/// protected. Used by return validation, `read_foreign`, callbacks'
+/// argument checks and foreign memory's constructors alike.
 #[inline]
-pub(crate) fn contains_protected(addr: usize, len: usize) -> bool {
+pub fn is_protected(addr: usize, len: usize) -> bool {
     let len = len.max(1);
     let Some(end) = addr.checked_add(len) else {
         return true;
@@ -497,6 +736,13 @@ pub(crate) fn contains_protected(addr: usize, len: usize) -> bool {
     let c = config::get();
     let ctl_end = c.state_base + c.state_len + c.nslots * crate::callback::SLOT_SIZE;
     if c.state_len != 0 && addr < ctl_end && end > c.state_base {
+        return true;
+    }
+    if c.alt_len != 0 && addr < c.alt_base + c.alt_len && end > c.alt_base {
+        return true;
+    }
+    let (t, tl) = crate::fault::table_page();
+    if addr < t + tl && end > t {
         return true;
     }
     let base = c.state_base;

@@ -10,11 +10,11 @@
 //! | syscall | verdict |
 //! | --- | --- |
 //! | any, with the guard's token in `args[5]` | allow (the SIGSYS handler's re-issue) |
-//! | `pkey_mprotect`, `pkey_alloc`, `pkey_free`, `process_vm_writev` | trap |
+//! | `rt_sigreturn`, `pkey_mprotect`, `pkey_alloc`, `pkey_free`, `process_vm_writev` | trap (`rt_sigreturn`: only the signal entry returns, and it passes the token; a frame foreign code built never restores a PKRU) |
 //! | `mprotect` | trap if `PROT_EXEC`, or if `[addr, addr+len)` meets a protected range |
 //! | `munmap`, `madvise` | trap if `[addr, addr+len)` meets a protected range |
 //! | `mremap` | trap if the old range, or (with `MREMAP_FIXED`) the new one, meets a protected range |
-//! | `mmap` | trap if `PROT_EXEC` and `MAP_ANONYMOUS`, or if `MAP_FIXED(_NOREPLACE)` and the range meets a protected range |
+//! | `mmap` | trap if `PROT_EXEC`, or if `MAP_FIXED(_NOREPLACE)` and the range meets a protected range |
 //! | `shmat` | trap if `SHM_EXEC` or `SHM_REMAP` |
 //! | `io_uring_setup` | `ENOSYS` (its requests bypass this filter) |
 //! | x32 ABI (`nr & 0x4000_0000`) | `ENOSYS` |
@@ -59,6 +59,7 @@ fn arg_hi(i: u32) -> u32 {
 
 /// x86_64 syscall numbers the filter looks at.
 pub(crate) mod nr {
+    pub const RT_SIGRETURN: u32 = 15;
     pub const MMAP: u32 = 9;
     pub const MPROTECT: u32 = 10;
     pub const MUNMAP: u32 = 11;
@@ -74,6 +75,8 @@ pub(crate) mod nr {
 
 /// i386 numbers (`int 0x80`).
 mod nr32 {
+    pub const SIGRETURN: u32 = 119;
+    pub const RT_SIGRETURN: u32 = 173;
     pub const OLD_MMAP: u32 = 90;
     pub const MUNMAP: u32 = 91;
     pub const IPC: u32 = 117;
@@ -319,6 +322,7 @@ pub(crate) fn program(ranges: &[(u64, u64)], token: u64) -> Vec<SockFilter> {
     b.jeq_far(nr::MUNMAP, plain);
     b.jeq_far(nr::MMAP, mmap);
     b.jeq_far(nr::MREMAP, mremap);
+    b.jeq_far(nr::RT_SIGRETURN, always);
     b.jeq_far(nr::PKEY_MPROTECT, always);
     b.jeq_far(nr::PKEY_ALLOC, always);
     b.jeq_far(nr::PKEY_FREE, always);
@@ -355,11 +359,10 @@ pub(crate) fn program(ranges: &[(u64, u64)], token: u64) -> Vec<SockFilter> {
     // offset the kernel ignores).
     b.bind(mmap);
     b.token(token, allow);
-    let not_exec = b.label();
-    b.ld(arg_lo(2));
-    b.j(JSET_K, PROT_EXEC, T::Next, T::L(not_exec));
-    b.jset_far(3, MAP_ANONYMOUS, trap);
-    b.bind(not_exec);
+    // Any executable mapping goes to the handler: trusted code's is re-issued
+    // and its range added to the filter's scope (`scope.rs`); foreign code's
+    // is refused.
+    b.jset_far(2, PROT_EXEC, trap);
     let mfixed = b.label();
     b.jset_far(3, MAP_FIXED | MAP_FIXED_NOREPLACE, mfixed);
     b.ja(allow);
@@ -387,6 +390,8 @@ pub(crate) fn program(ranges: &[(u64, u64)], token: u64) -> Vec<SockFilter> {
     let mremap32 = b.label();
     let mmap32 = b.label();
     for n in [
+        nr32::SIGRETURN,
+        nr32::RT_SIGRETURN,
         nr32::OLD_MMAP,
         nr32::IPC,
         nr32::SHMAT,
@@ -509,7 +514,8 @@ pub(crate) mod tests {
             v(nr::MADVISE, [R.0 - 0x1000, 0x1000, 4, 0, 0, 0]),
             RET_ALLOW
         );
-        assert_eq!(v(nr::MMAP, [0, 4096, 5, 0x2, 3, 0]), RET_ALLOW); // file-backed r-x
+        assert_eq!(v(nr::MMAP, [0, 4096, 5, 0x2, 3, 0]), RET_TRAP); // file-backed r-x
+        assert_eq!(v(nr::MMAP, [0, 4096, 1, 0x2, 3, 0]), RET_ALLOW); // file-backed r--
         assert_eq!(v(nr::MMAP, [0, 4096, 3, 0x22, u64::MAX, 0]), RET_ALLOW);
         // Protected ranges trap, at every edge.
         assert_eq!(v(nr::MADVISE, [R.0, 0x1000, 4, 0, 0, 0]), RET_TRAP);
@@ -560,6 +566,7 @@ pub(crate) mod tests {
         );
         // Always.
         for n in [
+            nr::RT_SIGRETURN,
             nr::PKEY_MPROTECT,
             nr::PKEY_ALLOC,
             nr::PKEY_FREE,

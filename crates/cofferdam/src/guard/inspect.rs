@@ -106,14 +106,6 @@ fn describe(o: &Occurrence) -> String {
     )
 }
 
-fn is_own_trampoline(o: &Occurrence) -> bool {
-    o.gate
-        || (o.intended
-            && o.symbol
-                .as_deref()
-                .is_some_and(|s| s.starts_with("cofferdam_")))
-}
-
 /// Scans a library file that is about to be `dlopen`ed: every occurrence
 /// outside `cofferdam_*` trampolines is refused.
 pub(crate) fn scan_library(path: &Path) -> Result<ScanReport, Error> {
@@ -199,15 +191,15 @@ fn check_slow(f: usize) -> Result<(), Error> {
     };
     for o in &rep.occurrences {
         let at = bias.wrapping_add(o.vaddr as usize);
-        if o.benchmark_only {
+        if o.benchmark_only && crate::gate::is_bench_floor(at) {
             obj.reported.push(format!(
                 "{} — benchmark-only gate (feature bench-floor): an unchecked WRPKRU pair",
                 describe(o)
             ));
-        } else if is_own_trampoline(o) || (o.intended && crate::gate::is_gate_code(at)) {
-            // By symbol, or (stripped binaries have no symbols) by address:
-            // the trampolines' code, `cofferdam_gate_call` up to
-            // `cofferdam_gate_code_end`, in this very process.
+        } else if o.intended && crate::gate::is_gate_code(at) {
+            // By address only, never by name (any object can name a function
+            // `cofferdam_*`): the trampolines' code, `cofferdam_gate_call` up
+            // to `cofferdam_gate_code_end`, in this very process.
             continue;
         } else if st.patched.contains(&at) {
             obj.reported

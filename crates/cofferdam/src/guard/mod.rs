@@ -26,8 +26,8 @@
 
 pub(crate) mod bpf;
 pub(crate) mod inspect;
+pub(crate) mod scope;
 
-use core::ffi::c_void;
 use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Mutex;
 
@@ -35,6 +35,7 @@ use crate::error::Error;
 use crate::gate::{self, FaultRecord};
 use crate::state::{self, Backend};
 use crate::sys;
+use core::ffi::c_void;
 
 /// Whether the filter is installed (read by the SIGSYS handler).
 static ON: AtomicBool = AtomicBool::new(false);
@@ -144,7 +145,20 @@ fn install() -> Result<(), &'static str> {
         (cfg as u64, (cfg + 4096) as u64),
         (table as u64, (table + table_len) as u64),
     ];
-    let prog = bpf::program(&ranges, token);
+    let policy = bpf::program(&ranges, token);
+    // Scoped to this process's code (`scope.rs`): programs this process
+    // starts are not held to its policy.
+    let code = scope::executable_ranges().map_err(|_| "cannot read /proc/self/maps")?;
+    let prog = scope::scoped(&policy, &code);
+    // What `cover` needs later, without allocating in the trap handler.
+    let mut scratch = Vec::with_capacity(scope::one_range_len(&policy));
+    scope::scoped_into(&policy, &[(0, 0)], &mut scratch);
+    let layer = Box::leak(Box::new(Layer {
+        policy,
+        scratch: core::cell::UnsafeCell::new(scratch),
+        busy: AtomicBool::new(false),
+    }));
+    LAYER.store(layer, Ordering::Release);
     let r = sys::install_seccomp_filter(&prog);
     if r.is_err() {
         // SAFETY: as above.
@@ -153,6 +167,140 @@ fn install() -> Result<(), &'static str> {
     }
     ON.store(true, Ordering::Release);
     Ok(())
+}
+
+/// The policy, kept to scope new executable mappings to (`cover`).
+struct Layer {
+    policy: Vec<sys::SockFilter>,
+    /// Room for one layer, built without allocating (under `busy`).
+    scratch: core::cell::UnsafeCell<Vec<sys::SockFilter>>,
+    busy: AtomicBool,
+}
+
+// SAFETY: `scratch` is only touched with `busy` held; `policy` is immutable.
+unsafe impl Sync for Layer {}
+
+static LAYER: core::sync::atomic::AtomicPtr<Layer> =
+    core::sync::atomic::AtomicPtr::new(core::ptr::null_mut());
+
+/// Puts `[lo, hi)`, a new executable mapping of trusted code's, under the
+/// filter's policy (one more layer, every thread). Called by the trap
+/// handler, with rights, after re-issuing the call that made the mapping.
+/// Returns whether the layer is in place.
+fn cover(lo: u64, hi: u64, tok: *const u64) -> bool {
+    let layer = LAYER.load(Ordering::Acquire);
+    if layer.is_null() {
+        return false;
+    }
+    // SAFETY: set once by `install`, leaked: lives for the process.
+    let layer = unsafe { &*layer };
+    while layer.busy.swap(true, Ordering::Acquire) {
+        core::hint::spin_loop();
+    }
+    // SAFETY: `busy` is held: nothing else touches `scratch`.
+    let scratch = unsafe { &mut *layer.scratch.get() };
+    scope::scoped_into(&layer.policy, &[(lo, hi)], scratch);
+    // SAFETY: `tok` is the guard's token (the caller holds rights).
+    let r = unsafe { sys::add_seccomp_layer(scratch, tok) };
+    layer.busy.store(false, Ordering::Release);
+    r == 0
+}
+
+/// Re-issues a trusted call that makes an executable mapping (`mmap` or
+/// `mprotect` with `PROT_EXEC`), then covers the new range with the filter's
+/// policy. A file mapping cannot carry the token (its sixth argument is the
+/// offset): it is made without `PROT_EXEC` first, then made executable with
+/// `mprotect`. If the range cannot be covered, the mapping is undone and the
+/// call fails (`ENOMEM`): no code runs outside the policy.
+///
+/// # Safety
+/// As for `syscall_with_token`; the call is trusted code's own.
+unsafe fn reissue_exec(nr: u32, a: [u64; 6], tok: *const u64) -> i64 {
+    let page = sys::page_size() as u64;
+    let (lo, len) = if nr == bpf::nr::MMAP {
+        let anon = a[3] & libc::MAP_ANONYMOUS as u64 != 0;
+        let first = if anon {
+            // SAFETY: forwarded contract; the offset is ignored for
+            // anonymous mappings, so it carries the token.
+            unsafe {
+                gate::syscall::syscall_with_token(nr as i64, [a[0], a[1], a[2], a[3], a[4]], tok)
+            }
+        } else {
+            // SAFETY: the caller's own file mapping, not executable yet.
+            let r = unsafe {
+                libc::syscall(
+                    libc::SYS_mmap,
+                    a[0],
+                    a[1],
+                    a[2] & !(libc::PROT_EXEC as u64),
+                    a[3],
+                    a[4],
+                    a[5],
+                )
+            };
+            if r == -1 {
+                -(std::io::Error::last_os_error()
+                    .raw_os_error()
+                    .unwrap_or(libc::ENOMEM) as i64)
+            } else {
+                r
+            }
+        };
+        // User-space addresses are below 2^47: a negative value is -errno.
+        if first < 0 {
+            return first;
+        }
+        if !anon {
+            // SAFETY: the mapping just made; mprotect takes three arguments,
+            // the token rides in the sixth.
+            let r = unsafe {
+                gate::syscall::syscall_with_token(
+                    libc::SYS_mprotect,
+                    [first as u64, a[1], a[2], 0, 0],
+                    tok,
+                )
+            };
+            if r < 0 {
+                // SAFETY: the mapping just made, which nothing uses yet.
+                unsafe { libc::munmap(first as *mut c_void, a[1] as usize) };
+                return r;
+            }
+        }
+        (first as u64, a[1])
+    } else {
+        // SAFETY: forwarded contract.
+        let r = unsafe {
+            gate::syscall::syscall_with_token(nr as i64, [a[0], a[1], a[2], a[3], a[4]], tok)
+        };
+        if r < 0 {
+            return r;
+        }
+        (a[0], a[1])
+    };
+    let hi = (lo + len + page - 1) & !(page - 1);
+    if cover(lo & !(page - 1), hi, tok) {
+        if nr == bpf::nr::MMAP {
+            lo as i64
+        } else {
+            0
+        }
+    } else {
+        if nr == bpf::nr::MMAP {
+            // SAFETY: the mapping just made; its code never ran.
+            unsafe { libc::munmap(lo as *mut c_void, len as usize) };
+        } else {
+            // SAFETY: takes execute permission back from the caller's own
+            // range (it may not run outside the policy).
+            unsafe {
+                gate::syscall::syscall_with_token(
+                    libc::SYS_mprotect,
+                    [a[0], a[1], a[2] & !(libc::PROT_EXEC as u64), 0, 0],
+                    tok,
+                )
+            };
+        }
+        -(libc::ENOMEM as i64)
+    }
 }
 
 fn decision() -> Decision {
@@ -169,6 +317,15 @@ pub(crate) fn ensure() -> Result<(), Error> {
         Some(reason) => Err(Error::Unavailable { reason }),
         None => Ok(()),
     }
+}
+
+/// The token, for `rt_sigreturn` from the signal entry (see
+/// `fault::cofferdam_sigreturn_token`), or null when the filter is off.
+pub(crate) fn sigreturn_token() -> *const u64 {
+    if !ON.load(Ordering::Acquire) {
+        return core::ptr::null();
+    }
+    token_ptr().unwrap_or(core::ptr::null())
 }
 
 /// What the guard and inspection do in this process (part of
@@ -233,6 +390,7 @@ pub(crate) fn syscall_name(nr: u32, i386: bool) -> &'static str {
     }
     use bpf::nr::*;
     match nr {
+        RT_SIGRETURN => "rt_sigreturn",
         MMAP => "mmap",
         MPROTECT => "mprotect",
         MUNMAP => "munmap",
@@ -248,57 +406,41 @@ pub(crate) fn syscall_name(nr: u32, i386: bool) -> &'static str {
     }
 }
 
-/// Marks an i386 syscall number in a fault record's `err`.
-pub(crate) const I386_FLAG: u64 = 1 << 32;
-
 /// The SIGSYS handler (called by the fault module's dispatcher with P's
-/// rights). Returns whether the signal was the guard's.
+/// rights, for a frame the signal entry authenticated). Returns whether the
+/// signal was the guard's.
 ///
 /// # Safety
-/// `info` and `ctx` are what the kernel passed to an SA_SIGINFO handler.
-pub(crate) unsafe fn on_sigsys(info: *mut libc::siginfo_t, ctx: *mut c_void) -> bool {
+/// `cx` is the running handler's context; `st` is this thread's state.
+pub(crate) unsafe fn on_sigsys(
+    cx: &crate::fault::SignalContext,
+    st: Option<*mut gate::thread::ThreadState>,
+) -> bool {
     const SYS_SECCOMP: i32 = 1;
-    if !ON.load(Ordering::Acquire) {
+    if !ON.load(Ordering::Acquire) || cx.code() != SYS_SECCOMP {
         return false;
     }
-    // SAFETY: the kernel passes a valid siginfo; for SIGSYS, si_call_addr is
-    // at byte 16, si_syscall at 24 and si_arch at 28.
-    let (code, nr, arch) = unsafe {
-        let b = info as *const u8;
-        (
-            (*info).si_code,
-            (b.add(24) as *const i32).read_unaligned() as u32,
-            (b.add(28) as *const u32).read_unaligned(),
-        )
-    };
-    if code != SYS_SECCOMP {
-        return false;
-    }
-    let uc = ctx as *mut libc::ucontext_t;
-    // SAFETY: uc is the kernel's ucontext for this handler.
-    let g = unsafe { &mut (*uc).uc_mcontext.gregs };
-    let args = [
-        g[libc::REG_RDI as usize] as u64,
-        g[libc::REG_RSI as usize] as u64,
-        g[libc::REG_RDX as usize] as u64,
-        g[libc::REG_R10 as usize] as u64,
-        g[libc::REG_R8 as usize] as u64,
-        g[libc::REG_R9 as usize] as u64,
-    ];
-    let deny = gate::config::get().deny_mask;
-    let trusted = if deny != 0 {
-        // SAFETY: uc from the kernel.
-        match unsafe { crate::fault::pkru_at_signal(uc) } {
-            Some(pkru) => pkru & deny == 0,
-            None => false,
-        }
+    let (nr, arch) = cx.syscall();
+    let args = cx.args();
+    // The gate call foreign code is running in, if it made this call.
+    let foreign = crate::fault::foreign_call(cx, st);
+    let trusted = if gate::config::get().deny_mask != 0 {
+        cx.trusted()
     } else {
-        !gate::foreign_running()
+        foreign.is_none()
     };
     let x86_64 = arch == bpf::AUDIT_ARCH_X86_64;
     if trusted && x86_64 {
         let ret = match (nr, token_ptr()) {
             (_, None) => -(libc::EPERM as i64),
+            // An executable mapping: re-issued and covered by the policy.
+            (bpf::nr::MMAP | bpf::nr::MPROTECT, Some(tok))
+                if args[2] & libc::PROT_EXEC as u64 != 0 =>
+            {
+                REISSUED.fetch_add(1, Ordering::Relaxed);
+                // SAFETY: trusted code's own call; `tok` readable (rights).
+                unsafe { reissue_exec(nr, args, tok) }
+            }
             // The token travels as the offset, which anonymous mappings
             // ignore; a file mapping that needs it (MAP_FIXED inside a
             // protected range) is refused.
@@ -319,26 +461,23 @@ pub(crate) unsafe fn on_sigsys(info: *mut libc::siginfo_t, ctx: *mut c_void) -> 
                 }
             }
         };
-        g[libc::REG_RAX as usize] = ret;
+        cx.set_reg(libc::REG_RAX, ret as u64);
         return true;
     }
     REFUSED.fetch_add(1, Ordering::Relaxed);
-    let frame = gate::current_frame();
-    // SAFETY: a non-null CURRENT is this thread's innermost live frame.
-    if !trusted && !frame.is_null() && unsafe { (*frame).saved_rsp } != 0 {
-        let record = FaultRecord {
-            signal: libc::SIGSYS,
-            si_code: code,
-            address: args[0] as usize,
-            ip: g[libc::REG_RIP as usize] as usize,
-            err: nr as u64 | if x86_64 { 0 } else { I386_FLAG },
-            pkey: -1,
-        };
-        // SAFETY: frame is this thread's innermost live gate frame with its
-        // stack pointer saved; uc from the kernel.
-        unsafe { crate::fault::end_gate_call(frame, uc, record) };
-    } else {
-        g[libc::REG_RAX as usize] = -(libc::EPERM as i64);
+    match foreign {
+        Some(frame) if !trusted => {
+            let record = FaultRecord::Syscall {
+                nr,
+                i386: !x86_64,
+                arg0: args[0],
+                ip: cx.ip(),
+            };
+            // SAFETY: `foreign_call` found frame as this thread's innermost
+            // live gate frame with its stack pointer saved.
+            unsafe { crate::fault::end_gate_call(frame, cx, record) };
+        }
+        _ => cx.set_reg(libc::REG_RAX, (-(libc::EPERM as i64)) as u64),
     }
     true
 }

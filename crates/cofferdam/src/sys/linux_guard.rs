@@ -26,6 +26,39 @@ struct SockFprog {
 const SECCOMP_SET_MODE_FILTER: usize = 1;
 const SECCOMP_FILTER_FLAG_TSYNC: usize = 1;
 
+/// Adds one more filter layer to every thread of the process (TSYNC), from
+/// the syscall guard's trap handler: the call carries the guard's token (in
+/// the sixth argument register, which `seccomp` ignores) so that the filter
+/// already installed lets it through. Returns the kernel's result.
+///
+/// # Safety
+/// `token` points to the guard's token (readable: the caller holds P's
+/// rights).
+pub(crate) unsafe fn add_seccomp_layer(prog: &[SockFilter], token: *const u64) -> i64 {
+    let Ok(len) = u16::try_from(prog.len()) else {
+        return -(libc::EINVAL as i64);
+    };
+    let fprog = SockFprog {
+        len,
+        filter: prog.as_ptr(),
+    };
+    // SAFETY: `fprog` points at `len` valid instructions for the duration of
+    // the call (the kernel copies them); the token pointer is the caller's.
+    unsafe {
+        crate::gate::syscall::syscall_with_token(
+            libc::SYS_seccomp,
+            [
+                SECCOMP_SET_MODE_FILTER as u64,
+                SECCOMP_FILTER_FLAG_TSYNC as u64,
+                &fprog as *const SockFprog as u64,
+                0,
+                0,
+            ],
+            token,
+        )
+    }
+}
+
 /// `prctl(PR_SET_NO_NEW_PRIVS, 1)` then `seccomp(SECCOMP_SET_MODE_FILTER,
 /// SECCOMP_FILTER_FLAG_TSYNC, prog)`: the filter applies to every thread of
 /// the process from now on, and to every child.
@@ -177,6 +210,10 @@ extern "C" fn probe_handler(_: c_int, _: *mut libc::siginfo_t, ctx: *mut c_void)
     // SAFETY: the kernel passes a valid ucontext to an SA_SIGINFO handler;
     // the trapped syscall returns -ENOSYS.
     unsafe { (*uc).uc_mcontext.gregs[libc::REG_RAX as usize] = -(libc::ENOSYS as i64) };
+    // Resume without rt_sigreturn: an inherited filter refuses it without
+    // the parent's token (and would trap this handler's return forever).
+    // SAFETY: `uc` is the kernel's frame for this very signal.
+    unsafe { crate::gate::user_sigreturn(uc.cast()) }
 }
 
 /// Whether this process runs under a seccomp filter that traps `pkey_alloc`

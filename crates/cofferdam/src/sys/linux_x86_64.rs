@@ -207,10 +207,98 @@ pub(crate) fn gettid() -> i32 {
     unsafe { libc::syscall(libc::SYS_gettid) as i32 }
 }
 
+/// Registers `[lo, lo + size)` as this thread's alternate signal stack,
+/// auto-disarming (see `gate/thread.rs`). Used by a handler running on the
+/// stack's upper part to let nested frames land below its own.
+pub(crate) fn set_alt_stack(lo: usize, size: usize) {
+    let ss = libc::stack_t {
+        ss_sp: lo as *mut c_void,
+        ss_flags: 1 << 31, // SS_AUTODISARM
+        ss_size: size,
+    };
+    // SAFETY: the caller owns the range as this thread's alternate stack;
+    // with SS_AUTODISARM the kernel disarmed it when the running handler
+    // was entered, so the call is allowed while running on it.
+    unsafe { real_sigaltstack(&ss, core::ptr::null_mut()) };
+}
+
+/// The `sigaltstack` system call itself: the executable's `sigaltstack`
+/// symbol is Cofferdam's (`gate/thread.rs`).
+///
+/// # Safety
+/// As for `sigaltstack(2)`.
+pub(crate) unsafe fn real_sigaltstack(ss: *const libc::stack_t, old: *mut libc::stack_t) -> i32 {
+    // SAFETY: forwarded contract.
+    let r = unsafe { libc::syscall(libc::SYS_sigaltstack, ss, old) };
+    if r < 0 {
+        -1
+    } else {
+        0
+    }
+}
+
+/// Disables this thread's alternate signal stack (as `SS_AUTODISARM` does
+/// while a handler runs).
+pub(crate) fn disable_alt_stack() {
+    let ss = libc::stack_t {
+        ss_sp: core::ptr::null_mut(),
+        ss_flags: libc::SS_DISABLE,
+        ss_size: 0,
+    };
+    // SAFETY: no memory is handed over; the caller is not running on the
+    // stack being disabled (it runs above the part it re-armed).
+    unsafe { real_sigaltstack(&ss, core::ptr::null_mut()) };
+}
+
+/// Ends the calling thread (`exit`, not `exit_group`): no destructors, no
+/// unwinding.
+pub(crate) fn exit_thread() -> ! {
+    loop {
+        // SAFETY: SYS_exit ends only this thread and does not return.
+        unsafe { libc::syscall(libc::SYS_exit, 0) };
+    }
+}
+
+/// `tgkill(pid, tid, sig)`.
+pub(crate) fn tgkill(pid: i32, tid: i32, sig: i32) {
+    // SAFETY: no memory arguments.
+    unsafe { libc::syscall(libc::SYS_tgkill, pid, tid, sig) };
+}
+
 /// The process id.
 pub(crate) fn getpid() -> i32 {
     // SAFETY: getpid has no preconditions.
     unsafe { libc::getpid() }
+}
+
+/// Whether the running kernel is at least `major.minor` (from `uname`).
+pub(crate) fn kernel_at_least(major: u32, minor: u32) -> bool {
+    // SAFETY: a zeroed utsname is a valid out-parameter for uname.
+    let mut u: libc::utsname = unsafe { core::mem::zeroed() };
+    // SAFETY: u is writable.
+    if unsafe { libc::uname(&mut u) } != 0 {
+        return false;
+    }
+    // "6.18.44-…": the first two numbers. No allocation: this runs inside
+    // the allocator's first call.
+    let mut nums = [0u32; 2];
+    let mut i = 0;
+    let mut seen = false;
+    for &c in u.release.iter() {
+        let c = c as u8;
+        if c.is_ascii_digit() {
+            nums[i] = nums[i]
+                .saturating_mul(10)
+                .saturating_add(u32::from(c - b'0'));
+            seen = true;
+        } else if c == b'.' && seen && i == 0 {
+            i = 1;
+            seen = false;
+        } else {
+            break;
+        }
+    }
+    seen && i == 1 && (nums[0], nums[1]) >= (major, minor)
 }
 
 /// Whether user space may run RDFSBASE/WRFSBASE (`HWCAP2_FSGSBASE`).

@@ -12,13 +12,15 @@ use crate::foreign::{ForeignBox, ForeignPtr, ForeignVec, Pod};
 /// other C aliases of them), `bool`, `char`, and enums that derive
 /// [`crate::ForeignEnum`]. Deliberately *not* implemented for raw pointers
 /// (a pointer parameter must be spelled `*const T`/`*mut T` in the block, so
-/// that the wrapper asks for foreign memory), floats (the gate carries no
-/// vector registers), 128-bit integers and structs (they do not fit one
+/// that the wrapper asks for foreign memory), floats (they travel in SSE
+/// registers: the macro recognises `f32`, `f64`, `c_float` and `c_double`
+/// written as such), 128-bit integers and structs (they do not fit one
 /// register).
 #[diagnostic::on_unimplemented(
     message = "`{Self}` cannot be passed by value to a sandboxed foreign function",
     label = "not an integer, `bool`, `char` or a `ForeignEnum`",
-    note = "the gate carries integer and pointer arguments only (six in registers, up to 16 more on the stack): floats, 128-bit integers and structs passed by value cannot cross it",
+    note = "the gate carries integers and pointers (six in registers) and `f32`/`f64` (eight in registers), up to 16 more on the stack: 128-bit integers and structs passed by value cannot cross it",
+    note = "a float parameter must be written `f32`, `f64`, `c_float` or `c_double` in the `extern` block (not through a type alias) so the wrapper passes it in an SSE register",
     note = "a pointer parameter must be written `*const T` or `*mut T` in the `extern` block (not through a type alias) so the wrapper can require foreign memory for it"
 )]
 pub trait ForeignArg {
@@ -61,7 +63,10 @@ impl ForeignArg for char {
 /// `&ForeignVec<u8>` (a [`ForeignBuf`](crate::ForeignBuf)) also pass for an
 /// `i8` (`c_char`) pointee, and the other way round; a [`ForeignPtr`] must
 /// have the exact pointee (so that `ForeignPtr::null()` needs no
-/// annotation); retype one with `ForeignPtr::from_addr(p.addr())`. A
+/// annotation); retype one with `ForeignPtr::from_addr(p.addr())`. For an
+/// out-parameter of pointer type (`T **`), `&ForeignBox<ForeignPtr<T>>`
+/// (and `&ForeignVec<ForeignPtr<T>>`) pass: C writes the pointer into the
+/// box, and Rust reads it back as an untrusted `ForeignPtr<T>`. A
 /// reference to Rust memory (`&mut x`), a raw pointer (`v.as_mut_ptr()`) or
 /// a `Vec` is refused at compile time.
 ///
@@ -116,6 +121,28 @@ macro_rules! bytes_as {
 }
 bytes_as!(u8 => i8);
 bytes_as!(i8 => u8);
+
+// An out-parameter of pointer type (`sqlite3 **ppDb`, `char **endptr`): a
+// foreign slot holding a `ForeignPtr<T>`, which C fills in. What C writes
+// there is read back as a `ForeignPtr<T>`: an untrusted address (see
+// `ForeignPtr`).
+macro_rules! slot_of_ptr {
+    ($($ptr:ty),*) => { $(
+        impl<T: 'static> IntoForeignPtr<$ptr> for &ForeignBox<ForeignPtr<T>> {
+            #[inline]
+            fn into_foreign_ptr(self) -> ForeignPtr<$ptr> {
+                ForeignPtr::from_addr(self.as_foreign_ptr().addr())
+            }
+        }
+        impl<T: 'static> IntoForeignPtr<$ptr> for &ForeignVec<ForeignPtr<T>> {
+            #[inline]
+            fn into_foreign_ptr(self) -> ForeignPtr<$ptr> {
+                ForeignPtr::from_addr(self.as_foreign_ptr().addr())
+            }
+        }
+    )* };
+}
+slot_of_ptr!(*mut T, *const T);
 
 /// A pointer argument for a parameter declared `*const c_void` or
 /// `*mut c_void`: any foreign pointer, whatever it points to.

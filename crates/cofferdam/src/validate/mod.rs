@@ -90,8 +90,8 @@ use crate::foreign::ForeignPtr;
 #[diagnostic::on_unimplemented(
     message = "`{Self}` cannot be returned by a sandboxed foreign function",
     label = "no validation for this return type",
-    note = "returns are validated before Rust sees them: use an integer, `bool`, `char`, a `NonZero` integer, a pointer written `*const T`/`*mut T` (returned as `ForeignPtr<T>`), or an enum that derives `cofferdam::ForeignEnum`",
-    note = "floats, 128-bit integers and structs returned by value do not travel through the gate"
+    note = "returns are validated before Rust sees them: use an integer, `bool`, `char`, a `NonZero` integer, a pointer written `*const T`/`*mut T` (returned as `ForeignPtr<T>`), `f32`/`f64` (written `f32`, `f64`, `c_float` or `c_double`, not through an alias), or an enum that derives `cofferdam::ForeignEnum`",
+    note = "128-bit integers and structs returned by value do not travel through the gate"
 )]
 pub trait FromForeign: Sized {
     /// The value in `rax` (and `rdx`), or why those bits are not one.
@@ -137,12 +137,11 @@ pub unsafe fn call<A: GateArgs, R: FromForeign>(
 }
 
 /// Whether `addr` may be handed to Rust as a foreign pointer: it must not
-/// lie in the protected heap ([`crate::is_protected_region`]).
+/// point into protected memory ([`crate::is_protected`]: the Rust heap, a
+/// tagged Rust stack, Cofferdam's own state).
 pub fn check_foreign_addr(addr: usize) -> Result<(), String> {
-    if crate::alloc::is_protected_region(addr) {
-        Err(format!(
-            "pointer {addr:#x} points into the protected Rust heap"
-        ))
+    if crate::is_protected(addr, 1) {
+        Err(format!("pointer {addr:#x} points into protected memory"))
     } else {
         Ok(())
     }

@@ -254,7 +254,9 @@ fn died(compartment: &str, function: &'static str, s: &Slot, ended: Option<Ended
     let mut f = Fault {
         compartment: compartment.to_owned(),
         function,
-        kind: FaultKind::Signal(libc::SIGKILL),
+        kind: FaultKind::Signal {
+            signal: libc::SIGKILL,
+        },
         access: Access::Unknown,
         address: 0,
         ip: 0,
@@ -274,7 +276,11 @@ fn died(compartment: &str, function: &'static str, s: &Slot, ended: Option<Ended
                 2 => FaultKind::AccessRights,
                 c => FaultKind::Other(c),
             },
-            sig => FaultKind::Signal(sig),
+            libc::SIGABRT => FaultKind::Abort,
+            libc::SIGFPE => FaultKind::Arithmetic { code },
+            libc::SIGILL => FaultKind::IllegalInstruction { code },
+            libc::SIGTRAP => FaultKind::Breakpoint,
+            sig => FaultKind::Signal { signal: sig },
         };
         if signal == libc::SIGSEGV {
             f.access = if err & 0x10 != 0 {
@@ -287,9 +293,11 @@ fn died(compartment: &str, function: &'static str, s: &Slot, ended: Option<Ended
         }
     } else {
         f.kind = match ended {
-            Some(Ended::Exited(c)) => FaultKind::Exit(c),
-            Some(Ended::Signaled(sig)) => FaultKind::Signal(sig),
-            None => FaultKind::Signal(libc::SIGKILL),
+            Some(Ended::Exited(_)) => FaultKind::Exit,
+            Some(Ended::Signaled(sig)) => FaultKind::Signal { signal: sig },
+            None => FaultKind::Signal {
+                signal: libc::SIGKILL,
+            },
         };
     }
     f
