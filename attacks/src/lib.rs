@@ -1244,6 +1244,8 @@ fn process_note(attack: &str) -> Option<&'static str> {
         "callback-abuse" => "process backend: callbacks are not carried into the helper yet, so C cannot call Rust at all (the calls that pass one are refused)",
         "rights-escalation" => "process backend: a WRPKRU in the helper changes only the helper's rights, over memory that holds nothing of Rust's",
         "syscall-escape" => "process backend: the helper's syscalls act on its own address space (and its seccomp allowlist refuses pkey_mprotect); the Rust page is not there",
+        "signal-entry-wrpkru" | "forged-signal-frame" | "srop" => "process backend: the jump, the forged frame and the sigreturn happen in the helper, whose rights cover nothing of Rust's; the program's signal entry is not reachable from another process",
+        "handler-disarm" | "handler-disarm-kill" | "handler-disarm-raw" | "altstack-disable" | "foreign-handler" => "process backend: the signals C raises and the handlers it disarms are the helper's own; the program's fault handling is not reachable from another process, and each compartment has a helper of its own",
         _ => return None,
     })
 }

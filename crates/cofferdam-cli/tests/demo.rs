@@ -303,9 +303,17 @@ fn demo_on_the_process_backend_contains_every_class() {
     let rows: Vec<Value> =
         serde_json::from_slice(&out.stdout).expect("demo --json prints a JSON array");
     assert!(rows.len() >= 10);
+    // Not claimed on process: their effect is measured inside the helper
+    // (attacks/src/integrity.rs says why).
+    let unclaimed = ["forged-signal-frame", "srop"];
     for row in &rows {
         assert_eq!(row["protected"]["backend"], "process", "{row}");
         assert_eq!(row["unprotected"]["attack_succeeded"], true, "{row}");
+        let name = row["attack"].as_str().unwrap();
+        if unclaimed.contains(&name) {
+            assert_eq!(row["claimed"], false, "{row}");
+            continue;
+        }
         assert_eq!(row["protected"]["contained"], true, "{row}");
         assert_eq!(row["claimed"], true, "{row}");
         assert!(
