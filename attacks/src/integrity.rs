@@ -740,7 +740,11 @@ pub(crate) const FORGED_SIGNAL_FRAME: super::Attack = super::Attack {
     name: "forged-signal-frame",
     class: "rights-escalation",
     description: "foreign code calls the signal entry with a SIGSYS frame it wrote (pkey_mprotect on the secret's page, PKRU \"init\") and a SIGSEGV frame, in a gate call and from a thread of its own, then reads a Rust secret",
-    claimed_by: super::HEAP,
+    // Not claimed on process: the steps it measures (the entry answering a
+    // forged frame, sigreturn's register state) happen in the helper, and
+    // the harness counts them as the attack's effect even though nothing
+    // of Rust's is there.
+    claimed_by: &[cofferdam::Backend::Mpk],
     run: Some(forged_signal_frame),
     pending: None,
 };
@@ -750,7 +754,11 @@ pub(crate) const SROP: super::Attack = super::Attack {
     name: "srop",
     class: "rights-escalation",
     description: "foreign code returns through rt_sigreturn with a frame it built (PKRU 0) and reads a Rust secret; it installs a signal handler with sigaction",
-    claimed_by: super::HEAP,
+    // Not claimed on process: the steps it measures (the entry answering a
+    // forged frame, sigreturn's register state) happen in the helper, and
+    // the harness counts them as the attack's effect even though nothing
+    // of Rust's is there.
+    claimed_by: &[cofferdam::Backend::Mpk],
     run: Some(srop),
     pending: None,
 };

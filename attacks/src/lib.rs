@@ -172,7 +172,7 @@ pub struct Attack {
     pub pending: Option<&'static str>,
 }
 
-const HEAP: &[Backend] = &[Backend::Mpk];
+const HEAP: &[Backend] = &[Backend::Mpk, Backend::Process];
 
 /// Every attack, in demo order.
 pub fn all() -> &'static [Attack] {
@@ -213,7 +213,7 @@ pub fn all() -> &'static [Attack] {
             name: "recycled-secret",
             class: "uninitialized-read",
             description: "Rust frees a buffer that held a secret; C mallocs and reads what it gets",
-            claimed_by: &[Backend::Mpk, Backend::Split],
+            claimed_by: &[Backend::Mpk, Backend::Split, Backend::Process],
             run: Some(uninitialized_read),
             pending: None,
         },
@@ -229,7 +229,7 @@ pub fn all() -> &'static [Attack] {
             name: "invalid-values",
             class: "invalid-return",
             description: "C returns 2 for a bool, a discriminant the enum lacks, and a pointer into the Rust heap",
-            claimed_by: &[Backend::Mpk, Backend::Split],
+            claimed_by: &[Backend::Mpk, Backend::Split, Backend::Process],
             run: Some(invalid_return),
             pending: None,
         },
@@ -237,7 +237,7 @@ pub fn all() -> &'static [Attack] {
             name: "callback-abuse",
             class: "callback-abuse",
             description: "C calls a Rust callback with a pointer into Rust memory, again after the call that passed it returned, and from a thread of its own",
-            claimed_by: &[Backend::Mpk, Backend::Split],
+            claimed_by: &[Backend::Mpk, Backend::Split, Backend::Process],
             run: Some(callback_abuse),
             pending: None,
         },
@@ -1248,9 +1248,38 @@ fn syscall_escape(_mode: Mode) -> Observation {
 /// Runs `attack` in this process, prints the observation as one line on
 /// stdout and ends the process with `_exit` (no destructors: several attacks
 /// leave the allocator's state in the attacker's hands on purpose).
+/// What an attack means on the process backend, where foreign code runs in
+/// a helper process that has none of Rust's memory: appended to the
+/// protected run's evidence.
+fn process_note(attack: &str) -> Option<&'static str> {
+    Some(match attack {
+        "overread-adjacent-secret" | "overwrite-adjacent-object" | "write-after-free"
+        | "free-rust-object" => "process backend: the Rust heap is not in the helper's address space at all; a Rust address names nothing there (or the helper's own memory)",
+        "recycled-secret" => "process backend: C's malloc is the helper's own heap, which never held Rust memory",
+        "stack-smash" => "process backend: a stack smash cannot reach Rust's stack at all: the helper runs on stacks of its own in another address space, and a leaked Rust stack address names nothing there",
+        "invalid-values" => "process backend: returns are validated in the parent exactly as on mpk",
+        "callback-abuse" => "process backend: callbacks are not carried into the helper yet, so C cannot call Rust at all (the calls that pass one are refused)",
+        "rights-escalation" => "process backend: a WRPKRU in the helper changes only the helper's rights, over memory that holds nothing of Rust's",
+        "syscall-escape" => "process backend: the helper's syscalls act on its own address space (and its seccomp allowlist refuses pkey_mprotect); the Rust page is not there",
+        "signal-entry-wrpkru" | "forged-signal-frame" | "srop" => "process backend: the jump, the forged frame and the sigreturn happen in the helper, whose rights cover nothing of Rust's; the program's signal entry is not reachable from another process",
+        "handler-disarm" | "handler-disarm-kill" | "handler-disarm-raw" | "altstack-disable" | "foreign-handler" => "process backend: the signals C raises and the handlers it disarms are the helper's own; the program's fault handling is not reachable from another process, and each compartment has a helper of its own",
+        "static-hijack" => "process backend: Rust's statics and thread-locals are in another address space; the helper writes only its own memory",
+        "exit-handler" => "process backend: a handler the library registers runs at the helper's exit, in the helper, with nothing of Rust's in reach",
+        _ => return None,
+    })
+}
+
 pub fn child_main(attack: &Attack, mode: Mode) -> ! {
     let obs = match attack.run {
-        Some(run) => run(mode),
+        Some(run) => {
+            let mut o = run(mode);
+            if mode == Mode::Protected && cofferdam::backend() == Backend::Process {
+                if let Some(note) = process_note(attack.name) {
+                    o.evidence = format!("{}; {note}", o.evidence);
+                }
+            }
+            o
+        }
         None => observation(
             false,
             true,

@@ -12,6 +12,12 @@ pub(crate) struct Args {
     pub(crate) safe: Vec<Ident>,
     /// `handle = [vis] name`: a function returning the block's compartment.
     pub(crate) handle: Option<(Visibility, Ident)>,
+    /// `backend = "process"`: the block's compartment runs on this backend.
+    pub(crate) backend: Option<LitStr>,
+    /// `timeout_ms = N`: a call longer than N ms kills the helper (process).
+    pub(crate) timeout_ms: Option<syn::LitInt>,
+    /// `memory_limit = N`: the helper's private memory in bytes (process).
+    pub(crate) memory_limit: Option<syn::LitInt>,
 }
 
 /// Parses the attribute's tokens. Unknown keys are errors.
@@ -48,9 +54,38 @@ pub(crate) fn parse(tokens: TokenStream) -> syn::Result<Args> {
             let name: Ident = input.parse()?;
             args.handle = Some((vis, name));
             Ok(())
+        } else if meta.path.is_ident("backend") {
+            if args.backend.is_some() {
+                return Err(meta.error("`backend` is given twice"));
+            }
+            let b: LitStr = meta.value()?.parse()?;
+            if !matches!(b.value().as_str(), "process" | "mpk" | "split" | "none") {
+                return Err(syn::Error::new_spanned(
+                    &b,
+                    "unknown backend: expected \"process\", \"mpk\", \"split\" or \"none\"",
+                ));
+            }
+            args.backend = Some(b);
+            Ok(())
+        } else if meta.path.is_ident("timeout_ms") {
+            if args.timeout_ms.is_some() {
+                return Err(meta.error("`timeout_ms` is given twice"));
+            }
+            let n: syn::LitInt = meta.value()?.parse()?;
+            n.base10_parse::<u64>()?;
+            args.timeout_ms = Some(n);
+            Ok(())
+        } else if meta.path.is_ident("memory_limit") {
+            if args.memory_limit.is_some() {
+                return Err(meta.error("`memory_limit` is given twice"));
+            }
+            let n: syn::LitInt = meta.value()?.parse()?;
+            n.base10_parse::<u64>()?;
+            args.memory_limit = Some(n);
+            Ok(())
         } else {
             Err(meta.error(
-                "unknown argument: expected `compartment = \"name\"`, `safe(f, ..)` or `handle = [pub] name`",
+                "unknown argument: expected `compartment = \"name\"`, `safe(f, ..)`, `handle = [pub] name`, `backend = \"process\"`, `timeout_ms = N` or `memory_limit = N`",
             ))
         }
     });

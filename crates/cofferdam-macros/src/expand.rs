@@ -31,6 +31,13 @@ pub(crate) fn expand(
     });
     let handle = handle(args, fns, cfgs, &module, compartment);
     let wrappers = fns.iter().map(|c| wrapper(&module, cfgs, c, compartment));
+    let some_or_none = |t: Option<TokenStream>| match t {
+        Some(t) => quote! { ::core::option::Option::Some(#t) },
+        None => quote! { ::core::option::Option::None },
+    };
+    let backend = some_or_none(args.backend.as_ref().map(|b| quote! { #b }));
+    let timeout = some_or_none(args.timeout_ms.as_ref().map(|n| quote! { #n }));
+    let memory = some_or_none(args.memory_limit.as_ref().map(|n| quote! { #n }));
     quote! {
         #(#cfgs)*
         #[doc(hidden)]
@@ -51,7 +58,7 @@ pub(crate) fn expand(
             pub(super) fn __cofferdam_compartment(
             ) -> ::core::result::Result<&'static ::cofferdam::Compartment, ::cofferdam::Error> {
                 static COMPARTMENT: ::cofferdam::LazyCompartment =
-                    ::cofferdam::LazyCompartment::new(#compartment);
+                    ::cofferdam::LazyCompartment::with_options(#compartment, #backend, #timeout, #memory);
                 COMPARTMENT.get()
             }
         }

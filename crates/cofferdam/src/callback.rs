@@ -357,7 +357,7 @@ impl<S: CallbackSig> core::fmt::Debug for Callback<'_, S> {
 impl<'a, S: CallbackSig> Callback<'a, S> {
     fn install(error: S::Ret, f: Box<Erased<'a>>) -> Result<Self, Error> {
         // Start the runtime (the slot area) if nothing has yet.
-        if let Some(reason) = crate::backend::runtime().refused {
+        if let Some(reason) = crate::state::runtime().refused {
             return Err(Error::Unavailable { reason });
         }
         let c = config::get();

@@ -35,6 +35,69 @@ struct Inner {
     renewals: AtomicU64,
     /// Held while renewing: one renewal at a time.
     renewing: Mutex<()>,
+    /// The helper process, on the `process` backend.
+    process: Option<backend::process::Engine>,
+}
+
+/// Options of a new [`Compartment`]: [`Compartment::builder`].
+#[derive(Clone, Debug)]
+pub struct CompartmentBuilder {
+    name: String,
+    backend: Option<Backend>,
+    limits: backend::process::Limits,
+}
+
+impl CompartmentBuilder {
+    /// Runs this compartment on `backend` rather than the one in force.
+    /// Only [`Backend::Process`] may differ from the backend in force (a
+    /// compartment in a helper process beside in-process ones); asking for
+    /// another is [`Error::Unavailable`] at [`CompartmentBuilder::build`].
+    pub fn backend(mut self, backend: Backend) -> Self {
+        self.backend = Some(backend);
+        self
+    }
+
+    /// As [`CompartmentBuilder::backend`], by name (`"process"`, `"mpk"`,
+    /// ...): what `#[cofferdam::sandbox(backend = "...")]` uses. An unknown
+    /// name is [`Error::Unavailable`] at build.
+    pub fn backend_named(mut self, name: &str) -> Self {
+        self.backend = Some(Backend::from_name(name).unwrap_or(Backend::None));
+        if Backend::from_name(name).is_none() {
+            self.limits.unknown_backend = true;
+        }
+        self
+    }
+
+    /// A call that runs longer than `t` kills the helper process and
+    /// returns [`Error::Timeout`]; the compartment is poisoned. Process
+    /// backend only.
+    pub fn timeout(mut self, t: core::time::Duration) -> Self {
+        self.limits.timeout = Some(t);
+        self
+    }
+
+    /// Caps the helper process's private writable memory (its `malloc` heap,
+    /// thread stacks and private mappings: `RLIMIT_DATA`) at `bytes`; the
+    /// library's allocations beyond it fail. The shared foreign arena is not
+    /// counted. Process backend only.
+    pub fn memory_limit(mut self, bytes: u64) -> Self {
+        self.limits.memory = Some(bytes);
+        self
+    }
+
+    /// Spin iterations before a futex sleep on the process backend (for
+    /// benchmarks: 0 measures the futex round trip alone).
+    #[doc(hidden)]
+    pub fn spin(mut self, iterations: u32) -> Self {
+        self.limits.spin = Some(iterations);
+        self
+    }
+
+    /// The compartment ([`Compartment::new`]'s errors, and
+    /// [`Error::Process`] if its helper process cannot start).
+    pub fn build(self) -> Result<Compartment, Error> {
+        Compartment::build(self)
+    }
 }
 
 impl Compartment {
@@ -43,9 +106,51 @@ impl Compartment {
     /// global allocator while a protecting backend is in force
     /// ([`Error::HeapNotProtected`]).
     pub fn new(name: &str) -> Result<Compartment, Error> {
+        Compartment::builder(name).build()
+    }
+
+    /// A compartment with options: its own backend (`process` beside
+    /// in-process compartments), a call timeout, a memory limit.
+    ///
+    /// ```
+    /// # #[global_allocator]
+    /// # static GLOBAL: cofferdam::ProtectedAlloc = cofferdam::ProtectedAlloc;
+    /// let decoder = cofferdam::Compartment::builder("decoder")
+    ///     .backend(cofferdam::Backend::Process)
+    ///     .timeout(std::time::Duration::from_secs(5))
+    ///     .memory_limit(256 << 20)
+    ///     .build()?;
+    /// assert_eq!(decoder.backend(), cofferdam::Backend::Process);
+    /// # Ok::<(), cofferdam::Error>(())
+    /// ```
+    pub fn builder(name: &str) -> CompartmentBuilder {
+        CompartmentBuilder {
+            name: name.to_owned(),
+            backend: None,
+            limits: Default::default(),
+        }
+    }
+
+    fn build(b: CompartmentBuilder) -> Result<Compartment, Error> {
         let rt = backend::runtime();
         if let Some(reason) = rt.refused {
             return Err(Error::Unavailable { reason });
+        }
+        if b.limits.unknown_backend {
+            return Err(Error::Unavailable {
+                reason: "unknown backend name (use mpk, process, split or none)",
+            });
+        }
+        let chosen = b.backend.unwrap_or(rt.backend);
+        if chosen != rt.backend && chosen != Backend::Process {
+            return Err(Error::Unavailable {
+                reason: "only the process backend can be chosen per compartment; the others are chosen for the whole program (COFFERDAM_BACKEND)",
+            });
+        }
+        if chosen != Backend::Process && (b.limits.timeout.is_some() || b.limits.memory.is_some()) {
+            return Err(Error::Unavailable {
+                reason: "call timeouts and memory limits need the process backend",
+            });
         }
         crate::statics::check_at_compartment(rt.backend)?;
         if rt.backend != Backend::None {
@@ -60,16 +165,27 @@ impl Compartment {
             // carry them.
             crate::guard::ensure()?;
         }
+        let process = if chosen == Backend::Process {
+            Some(backend::process::Engine::new(b.limits)?)
+        } else {
+            None
+        };
         Ok(Compartment {
             inner: Arc::new(Inner {
-                name: name.to_owned(),
-                backend: rt.backend,
+                name: b.name,
+                backend: chosen,
                 poisoned: AtomicBool::new(false),
                 last_fault: Mutex::new(None),
                 renewals: AtomicU64::new(0),
                 renewing: Mutex::new(()),
+                process,
             }),
         })
+    }
+
+    /// The helper process's id, on the `process` backend (while one runs).
+    pub fn helper_pid(&self) -> Option<i32> {
+        self.inner.process.as_ref().and_then(|p| p.pid())
     }
 
     /// A compartment for a shared library loaded from `path`: the file's
@@ -172,7 +288,11 @@ impl Compartment {
     ///   faulting call left them, possibly corrupt. Drop and remake those
     ///   objects, and re-run the library's own initialisation where it has
     ///   one; a library whose global state a fault may have broken needs a
-    ///   backend that restarts it (a process backend, once it exists).
+    ///   backend that restarts it: the `process` backend.
+    /// * With the `process` backend renewal is a real reset: the helper
+    ///   process is killed and a fresh one started, so the library's
+    ///   statics and heap start over (foreign memory in the shared arena
+    ///   stays as it is).
     /// * A call already running on another thread when the compartment is
     ///   renewed finishes (or faults, poisoning the renewed compartment).
     ///
@@ -201,8 +321,11 @@ impl Compartment {
     /// gate's per-thread state is restored by the fault path itself); a
     /// backend that runs the library elsewhere restarts it here.
     fn renew_backend(&self) -> Result<(), Error> {
-        match self.inner.backend {
-            Backend::Mpk | Backend::Split | Backend::None => Ok(()),
+        match (&self.inner.process, self.inner.backend) {
+            // A fresh helper process: the library's statics and heap start
+            // over (foreign memory in the shared arena stays).
+            (Some(p), _) => p.renew(),
+            (None, Backend::Mpk | Backend::Split | Backend::None | Backend::Process) => Ok(()),
         }
     }
 
@@ -329,6 +452,14 @@ impl Compartment {
         }
         assert!(regs.nsse <= 8, "at most eight SSE argument registers");
         assert!(regs.callbacks.len() <= 6, "at most six callbacks per call");
+        assert!(
+            regs.stack.len() <= crate::gate::MAX_STACK_ARGS,
+            "the gate carries at most {} stack arguments",
+            crate::gate::MAX_STACK_ARGS
+        );
+        if let Some(p) = &self.inner.process {
+            return self.call_process(p, function, f, regs);
+        }
         if self.inner.backend == Backend::None {
             // SAFETY: forwarded contract.
             return Ok(unsafe { call_direct(f, regs) });
@@ -356,6 +487,32 @@ impl Compartment {
         } else {
             Err(self.failed(function, &mut frame, returned))
         }
+    }
+
+    /// A call on the process backend; a fault or timeout poisons.
+    #[inline(never)]
+    fn call_process(
+        &self,
+        p: &backend::process::Engine,
+        function: &'static str,
+        f: *const (),
+        regs: &CallRegs<'_>,
+    ) -> Result<Returned, Error> {
+        let r = p.call(&self.inner.name, function, f, regs);
+        match &r {
+            Err(Error::Fault(fault)) => {
+                // As in `failed`: the fault first, then the flag.
+                *self
+                    .inner
+                    .last_fault
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner) = Some(fault.clone());
+                self.inner.poisoned.store(true, Ordering::Release);
+            }
+            Err(Error::Timeout { .. }) => self.inner.poisoned.store(true, Ordering::Release),
+            _ => {}
+        }
+        r
     }
 
     /// The error of a call that faulted (`returned` false) or whose callback
@@ -589,6 +746,11 @@ impl Compartment {
 #[derive(Debug)]
 pub struct LazyCompartment {
     name: &'static str,
+    /// `backend = ".."`, `timeout_ms = N`, `memory_limit = N` of the
+    /// `sandbox` attribute.
+    backend: Option<&'static str>,
+    timeout_ms: Option<u64>,
+    memory_limit: Option<u64>,
     cell: OnceLock<Compartment>,
     /// Serialises creation, so that racing first calls make one
     /// compartment.
@@ -598,8 +760,23 @@ pub struct LazyCompartment {
 impl LazyCompartment {
     /// A compartment named `name`, not created yet.
     pub const fn new(name: &'static str) -> Self {
+        Self::with_options(name, None, None, None)
+    }
+
+    /// A compartment named `name` with the options of
+    /// [`Compartment::builder`]: a backend by name (`"process"`), a call
+    /// timeout in milliseconds, a memory limit in bytes.
+    pub const fn with_options(
+        name: &'static str,
+        backend: Option<&'static str>,
+        timeout_ms: Option<u64>,
+        memory_limit: Option<u64>,
+    ) -> Self {
         LazyCompartment {
             name,
+            backend,
+            timeout_ms,
+            memory_limit,
             cell: OnceLock::new(),
             creating: Mutex::new(()),
         }
@@ -627,7 +804,17 @@ impl LazyCompartment {
         if let Some(c) = self.cell.get() {
             return Ok(c);
         }
-        let c = Compartment::new(self.name)?;
+        let mut b = Compartment::builder(self.name);
+        if let Some(name) = self.backend {
+            b = b.backend_named(name);
+        }
+        if let Some(ms) = self.timeout_ms {
+            b = b.timeout(core::time::Duration::from_millis(ms));
+        }
+        if let Some(bytes) = self.memory_limit {
+            b = b.memory_limit(bytes);
+        }
+        let c = b.build()?;
         Ok(self.cell.get_or_init(|| c))
     }
 }

@@ -33,13 +33,17 @@ pub enum FaultKind {
     /// on its thread.
     Abort,
     /// Foreign code raised a fault signal itself (`raise`, `tgkill`):
-    /// `si_code <= 0`, not a fault of the CPU.
+    /// `si_code <= 0`, not a fault of the CPU. On the `process` backend
+    /// also: the helper process was ended by this signal with no fault of
+    /// its own to report (SIGKILL from anyone: the OOM killer, a timeout of
+    /// another call).
     Signal {
         /// The signal number.
         signal: i32,
     },
     /// Foreign code called `exit`, `_exit` or `exit_group` inside the call:
-    /// the program, not the library, decides when to exit.
+    /// the program, not the library, decides when to exit. On the `process`
+    /// backend: the helper process exited.
     Exit,
     /// Foreign code jumped into one of Cofferdam's trampolines: onto a
     /// WRPKRU with a value of its own, into the signal entry with a frame the
@@ -137,8 +141,10 @@ impl fmt::Display for Fault {
             FaultKind::IllegalInstruction { .. } => Some("an illegal instruction (SIGILL)"),
             FaultKind::Breakpoint => Some("a breakpoint trap (SIGTRAP)"),
             FaultKind::Abort => Some("abort() (SIGABRT)"),
-            FaultKind::Signal { .. } => Some("a fault signal it sent itself"),
-            FaultKind::Exit => Some("an exit of the whole program"),
+            FaultKind::Signal { .. } => {
+                Some("a signal (one it sent itself; on the process backend, the signal that ended its helper process)")
+            }
+            FaultKind::Exit => Some("an exit (of the whole program; on the process backend, of its helper process)"),
             _ => None,
         };
         if let Some(what) = what {
@@ -184,6 +190,22 @@ pub enum Error {
     Poisoned {
         /// The compartment's name.
         compartment: String,
+    },
+    /// The call ran longer than the compartment's timeout (process backend):
+    /// its helper process was killed and the compartment is poisoned.
+    Timeout {
+        /// The compartment's name.
+        compartment: String,
+        /// The foreign function.
+        function: &'static str,
+        /// How long it had run.
+        after: core::time::Duration,
+    },
+    /// The helper process of a `process` compartment could not be started
+    /// or set up.
+    Process {
+        /// Why.
+        reason: String,
     },
     /// The protection that was asked for cannot be given here (for example
     /// `COFFERDAM_BACKEND=mpk` on a CPU without protection keys). Cofferdam
@@ -249,6 +271,15 @@ impl fmt::Display for Error {
                 write!(f, "compartment `{compartment}` is poisoned by an earlier fault and refuses calls until it is renewed")
             }
             Error::Unavailable { reason } => write!(f, "protection unavailable: {reason}"),
+            Error::Timeout {
+                compartment,
+                function,
+                after,
+            } => write!(
+                f,
+                "foreign function `{function}` in compartment `{compartment}` timed out after {after:?}; its helper process was killed and the compartment is poisoned"
+            ),
+            Error::Process { reason } => write!(f, "process backend: {reason}"),
             Error::Invalid { function, detail } => {
                 write!(f, "foreign function `{function}` returned an invalid value: {detail}")
             }

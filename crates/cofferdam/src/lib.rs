@@ -62,6 +62,7 @@ mod foreign;
 mod gate;
 mod guard;
 mod interpose;
+mod state;
 mod statics;
 mod sys;
 pub mod validate;
@@ -72,7 +73,8 @@ pub use backend::DEFAULT_FOREIGN_STACK_KIB;
 pub use callback::{Callback, CallbackArg, CallbackRef, CallbackRet, CallbackSig};
 pub use cofferdam_macros::{sandbox, ForeignEnum, Pod};
 pub use compartment::{
-    ArmedCallback, CallRegs, Compartment, GateArg, GateArgs, GateReturn, LazyCompartment, Returned,
+    ArmedCallback, CallRegs, Compartment, CompartmentBuilder, GateArg, GateArgs, GateReturn,
+    LazyCompartment, Returned,
 };
 pub use error::{Access, Error, Fault, FaultKind};
 pub use fault::is_wrapped as signal_is_wrapped;
@@ -91,7 +93,7 @@ use core::fmt;
 
 /// The backend in force (starting the runtime if it has not started).
 pub fn backend() -> Backend {
-    backend::runtime().backend
+    state::runtime().backend
 }
 
 /// Starts the runtime now rather than at first use, and reports an error if
@@ -164,7 +166,7 @@ pub struct Info {
 /// Reports the backend, the CPU's and kernel's support for protection keys,
 /// and the state of the heap.
 pub fn info() -> Info {
-    let rt = backend::runtime();
+    let rt = state::runtime();
     let (cpu_pku, os_pke) = sys::cpu_pkeys();
     let active = alloc::serves_region();
     Info {
@@ -204,6 +206,9 @@ impl fmt::Display for Info {
                 "split (unprotected: separate heap, contained faults, no memory protection)"
             }
             Backend::None => "none (unprotected)",
+            Backend::Process => {
+                "process (protected: each compartment in a helper process of its own)"
+            }
         };
         writeln!(f, "backend:          {label}")?;
         writeln!(f, "why:              {}", self.reason)?;
@@ -224,7 +229,9 @@ impl fmt::Display for Info {
             Some(k) => writeln!(f, "protection key:   {k}")?,
             None => writeln!(f, "protection key:   none")?,
         }
-        let heap = if !self.protected_alloc_active {
+        let heap = if self.backend == Backend::Process {
+            "out of foreign code's reach: foreign code runs in a helper process per compartment, which shares only the foreign arena (ForeignBox/ForeignVec) with this one".to_string()
+        } else if !self.protected_alloc_active {
             "not in use: ProtectedAlloc is not the global allocator (or the none backend is in force)".to_string()
         } else if self.heap_protected {
             format!(
@@ -239,7 +246,17 @@ impl fmt::Display for Info {
             )
         };
         writeln!(f, "heap:             {heap}")?;
+        if self.backend == Backend::Process {
+            writeln!(
+                f,
+                "helpers:          /proc/self/exe started fresh per compartment; seccomp allowlist, no new privileges, not dumpable, own session; this process made non-dumpable (no ptrace, no /proc/<pid>/mem from a helper)"
+            )?;
+        }
         match self.stacks_unprotected {
+            _ if self.backend == Backend::Process => writeln!(
+                f,
+                "rust stacks:      out of foreign code's reach (helper processes; statics too)"
+            )?,
             None => writeln!(
                 f,
                 "rust stacks:      protected (key {}), tagged at each thread's first gate call",

@@ -60,7 +60,7 @@ use std::alloc::System;
 
 use libmimalloc_sys as mi;
 
-use crate::backend::{self, Backend};
+use crate::state::{self, Backend};
 use crate::sys;
 
 /// The global allocator whose memory foreign code cannot touch.
@@ -321,7 +321,7 @@ fn put_free(len: usize, start: usize) {
 
 /// The key the regions are tagged with, if any.
 fn tag_key() -> Option<u32> {
-    backend::runtime().pkey
+    state::runtime().pkey
 }
 
 /// Reserves a region, tags it, and registers it with mimalloc as an
@@ -404,7 +404,7 @@ pub(crate) fn serves_region() -> bool {
 fn init_mode() -> u8 {
     match MODE.compare_exchange(MODE_UNINIT, MODE_BUSY, Ordering::AcqRel, Ordering::Acquire) {
         Ok(_) => {
-            let rt = backend::runtime();
+            let rt = state::runtime();
             let mode = if rt.backend == Backend::None {
                 MODE_SYSTEM
             } else if reserve() && add_region().is_some() {

@@ -1,4 +1,5 @@
-//! Which protection is in force, and why: the runtime's one-time setup.
+//! Which protection is in force, and why: the runtime's one-time setup,
+//! and the backends behind one small interface.
 //!
 //! The runtime starts at the first allocation through [`crate::ProtectedAlloc`]
 //! (or at the first use of [`crate::info`], [`crate::Compartment`] or
@@ -6,119 +7,43 @@
 //! probes the CPU and kernel, allocates the protection key P, writes and seals
 //! the gate's configuration page, and puts signal handling in place
 //! (`crate::fault`). Nothing here allocates from the global allocator: it runs
-//! inside it.
+//! inside it. What it decides is kept in `crate::state`, a leaf every layer
+//! reads; this module is the top that calls every layer.
+//!
+//! # The backend interface
+//!
+//! A compartment needs four things of its backend:
+//!
+//! | operation | `mpk` / `split` | `none` | `process` |
+//! | --- | --- | --- | --- |
+//! | call | the gate (`crate::gate::call`) | `crate::gate::call_direct` | [`process::Engine::call`]: a slot in the helper's shared page |
+//! | alloc foreign | C's `malloc` | C's `malloc` | the shared arena (`crate::foreign::arena`) |
+//! | read foreign | `memcpy` through the call | the same | the same, run in the helper |
+//! | renew | clears the poison | the same | [`process::Engine::renew`]: a fresh helper |
+//!
+//! `Compartment` holds the per-compartment part (`process::Engine` for
+//! process compartments) and dispatches to it; allocation dispatches in
+//! `crate::foreign` (`arena::arena_for_alloc`, `arena::free_foreign`).
 
-use core::cell::UnsafeCell;
-use core::mem::MaybeUninit;
-use core::sync::atomic::{AtomicU8, Ordering};
-
+pub use crate::state::Backend;
+pub(crate) use crate::state::{runtime, Runtime};
 use crate::sys::{self, PkeySupport};
 
-/// A protection backend.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Backend {
-    /// Memory protection keys: the Rust heap carries key P, which foreign code
-    /// runs without. Reads and writes of Rust memory by foreign code fault.
-    Mpk,
-    /// No MPK on this machine: Rust's heap is a region of its own, apart from
-    /// C's `malloc` (so C never receives recycled Rust memory), and faults in
-    /// foreign code are contained, but foreign code that knows a Rust address
-    /// can read and write it. Named "split (unprotected)" in output.
-    Split,
-    /// Nothing: calls go straight to the foreign function and the allocator
-    /// is the system's. Exists to measure the others; always reported as
-    /// unprotected.
-    None,
+pub(crate) mod process;
+
+/// After the state is ready: signal handling (which needs `runtime()` to
+/// answer).
+pub(crate) fn started(rt: &Runtime) {
+    crate::fault::install(rt);
+    // Rust's statics into the protected domain (needs the gate configured:
+    // its page stays untagged).
+    crate::statics::protect(rt);
+    crate::interpose::keep();
 }
 
-impl Backend {
-    /// The name used in output and in `COFFERDAM_BACKEND`.
-    pub fn name(self) -> &'static str {
-        match self {
-            Backend::Mpk => "mpk",
-            Backend::Split => "split",
-            Backend::None => "none",
-        }
-    }
-
-    /// Whether foreign code is kept out of Rust memory by this backend.
-    pub fn protects_memory(self) -> bool {
-        self == Backend::Mpk
-    }
-}
-
-impl core::fmt::Display for Backend {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-/// The runtime's decisions, made once.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct Runtime {
-    /// The backend in force.
-    pub backend: Backend,
-    /// Why that backend (static text).
-    pub reason: &'static str,
-    /// What the probe found.
-    pub support: PkeySupport,
-    /// The protection key P, when the mpk backend is in force.
-    pub pkey: Option<u32>,
-    /// Set when the user asked for a backend that cannot run here: gates
-    /// refuse to run rather than silently give less protection.
-    pub refused: Option<&'static str>,
-}
-
-const UNINIT: u8 = 0;
-const BUSY: u8 = 1;
-const READY: u8 = 2;
-
-struct Cell(UnsafeCell<MaybeUninit<Runtime>>, AtomicU8);
-// SAFETY: the value is written once, by the thread that moved the state from
-// UNINIT to BUSY, and read only after the state is READY (release/acquire).
-unsafe impl Sync for Cell {}
-
-static RUNTIME: Cell = Cell(
-    UnsafeCell::new(MaybeUninit::uninit()),
-    AtomicU8::new(UNINIT),
-);
-
-/// The runtime, initialised on first use.
-pub(crate) fn runtime() -> &'static Runtime {
-    if RUNTIME.1.load(Ordering::Acquire) != READY {
-        init_slow();
-    }
-    // SAFETY: READY means the value was written (see `Cell`).
-    unsafe { (*RUNTIME.0.get()).assume_init_ref() }
-}
-
-#[cold]
-fn init_slow() {
-    match RUNTIME
-        .1
-        .compare_exchange(UNINIT, BUSY, Ordering::AcqRel, Ordering::Acquire)
-    {
-        Ok(_) => {
-            let rt = decide();
-            // SAFETY: we hold BUSY: no one else writes or reads the value.
-            unsafe { (*RUNTIME.0.get()).write(rt) };
-            RUNTIME.1.store(READY, Ordering::Release);
-            // Signal handling needs `runtime()` to answer: after READY.
-            crate::fault::install(&rt);
-            // Rust's statics into the protected domain (needs the gate
-            // configured: its page stays untagged).
-            crate::statics::protect(&rt);
-            crate::interpose::keep();
-        }
-        Err(_) => {
-            while RUNTIME.1.load(Ordering::Acquire) != READY {
-                core::hint::spin_loop();
-            }
-        }
-    }
-}
-
-fn decide() -> Runtime {
+/// The start-up: decides the backend, allocates the key, seals the gate's
+/// configuration page. Called once, by [`crate::state::runtime`].
+pub(crate) fn decide() -> Runtime {
     let support = sys::probe_pkeys();
     let offset = sys::pkru_xsave_offset().unwrap_or(0);
     let requested = sys::getenv_bytes(c"COFFERDAM_BACKEND");
@@ -150,9 +75,8 @@ fn decide() -> Runtime {
             rt.reason = "forced by COFFERDAM_BACKEND=split: separate heap, no memory protection";
         }
         Some(b"process") => {
-            rt.refused =
-                Some("COFFERDAM_BACKEND=process: the process backend is not implemented yet");
-            rt.reason = "the requested process backend is not available";
+            rt.backend = Backend::Process;
+            rt.reason = "forced by COFFERDAM_BACKEND=process: each compartment in a helper process of its own";
         }
         Some(b"mpk") | Some(b"") | Some(b"auto") | None => {
             let forced = matches!(requested, Some(b"mpk"));
@@ -174,7 +98,8 @@ fn decide() -> Runtime {
             }
         }
         Some(_) => {
-            rt.refused = Some("COFFERDAM_BACKEND has an unknown value (use mpk, split or none)");
+            rt.refused =
+                Some("COFFERDAM_BACKEND has an unknown value (use mpk, process, split or none)");
             rt.reason = "unknown backend requested";
         }
     }

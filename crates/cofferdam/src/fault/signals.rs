@@ -28,8 +28,8 @@ use core::cell::UnsafeCell;
 use core::ffi::{c_int, c_void};
 use core::sync::atomic::{AtomicBool, AtomicI32, AtomicUsize, Ordering};
 
-use crate::backend::Runtime;
 use crate::gate;
+use crate::state::Runtime;
 use crate::sys;
 
 const NSIG: usize = 65;

@@ -8,6 +8,8 @@
 //! handed out), bounds-checked, and only of [`Pod`] types, for which every bit
 //! pattern is a valid value.
 
+pub(crate) mod arena;
+
 use core::ffi::c_void;
 use core::fmt;
 use core::marker::PhantomData;
@@ -156,6 +158,11 @@ impl<T: Pod> ForeignPtr<T> {
             .ok_or_else(|| invalid(format!("{:#x}[{index}] overflows", self.addr)))?;
         if addr == 0 {
             return Err(invalid("null pointer".into()));
+        }
+        if !arena::parent_may_read(addr, size) {
+            return Err(invalid(format!(
+                "{addr:#x} is not in the shared foreign arena: on the process backend the library's own memory is read through Compartment::read_foreign"
+            )));
         }
         if crate::gate::thread::is_protected(addr, size) {
             return Err(invalid(format!(
@@ -329,6 +336,15 @@ fn c_alloc<T>(n: usize) -> Result<NonNull<T>, ForeignAllocError> {
         .checked_mul(size_of::<T>())
         .ok_or(ForeignAllocError { bytes: usize::MAX })?
         .max(1);
+    if let Some(arena) = arena::arena_for_alloc() {
+        // The process backend: the shared arena, mapped at the same address
+        // in every helper (zero-filled, aligned).
+        let a = arena.map_err(|_| ForeignAllocError { bytes })?;
+        let p = a
+            .alloc(bytes, align_of::<T>())
+            .ok_or(ForeignAllocError { bytes })?;
+        return NonNull::new(p.cast()).ok_or(ForeignAllocError { bytes });
+    }
     let p = if align_of::<T>() <= 16 {
         // SAFETY: calloc with a non-zero size; glibc aligns to 16.
         unsafe { libc::calloc(1, bytes) }
@@ -400,7 +416,17 @@ impl<T: Pod> ForeignBox<T> {
     /// `p` must be non-null, aligned for `T`, point to at least
     /// `size_of::<T>()` bytes obtained from C's `malloc`, and no one else may
     /// free it.
+    ///
+    /// # Panics
+    /// If `p` is null, or if the process backend is in force and `p` is not
+    /// in the shared foreign arena (it names the helper's memory, which the
+    /// parent never dereferences).
     pub unsafe fn from_foreign(p: ForeignPtr<T>) -> Self {
+        assert!(
+            arena::parent_may_read(p.addr(), size_of::<T>()),
+            "ForeignBox::from_foreign: {:#x} is the helper process's memory, not the shared arena (read it with Compartment::read_foreign)",
+            p.addr()
+        );
         ForeignBox {
             ptr: NonNull::new(p.as_raw()).expect("ForeignBox::from_foreign: null pointer"),
         }
@@ -409,6 +435,9 @@ impl<T: Pod> ForeignBox<T> {
 
 impl<T: Pod> Drop for ForeignBox<T> {
     fn drop(&mut self) {
+        if arena::free_foreign(self.ptr.as_ptr() as usize) {
+            return;
+        }
         // SAFETY: allocated by C's malloc, owned by this box.
         unsafe { libc::free(self.ptr.as_ptr().cast()) }
     }
@@ -566,6 +595,9 @@ impl ForeignVec<u8> {
 
 impl<T: Pod> Drop for ForeignVec<T> {
     fn drop(&mut self) {
+        if arena::free_foreign(self.ptr.as_ptr() as usize) {
+            return;
+        }
         // SAFETY: allocated by C's calloc/posix_memalign, owned by this value.
         unsafe { libc::free(self.ptr.as_ptr().cast()) }
     }

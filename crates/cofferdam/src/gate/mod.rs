@@ -106,7 +106,7 @@ pub(crate) unsafe fn try_copy(dst: *mut u8, src: usize, n: usize) -> bool {
 #[doc(hidden)]
 #[cfg(feature = "bench-floor")]
 pub fn wrpkru_pair_call(f: extern "C" fn(i32) -> i32, x: i32) -> Option<i32> {
-    crate::backend::runtime().pkey?;
+    crate::state::runtime().pkey?;
     // The thread's foreign stack: the Rust stack is tagged, so even the
     // floor must leave it before dropping the rights.
     let st = thread::current().ok()?;

@@ -31,9 +31,9 @@ pub(crate) mod scope;
 use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Mutex;
 
-use crate::backend::{self, Backend};
 use crate::error::Error;
 use crate::gate::{self, FaultRecord};
+use crate::state::{self, Backend};
 use crate::sys;
 use core::ffi::c_void;
 
@@ -71,7 +71,7 @@ fn setting() -> Option<&'static [u8]> {
 }
 
 fn decide() -> Decision {
-    let rt = backend::runtime();
+    let rt = state::runtime();
     let mut d = Decision {
         on: false,
         inspect: false,

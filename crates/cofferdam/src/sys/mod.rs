@@ -16,3 +16,8 @@ compile_error!("cofferdam supports Linux on x86_64 only (protection keys, System
 mod linux_guard;
 #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
 pub(crate) use linux_guard::*;
+
+#[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+mod linux_process;
+#[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+pub(crate) use linux_process::*;
