@@ -70,6 +70,10 @@ unsigned cd_clobber_mxcsr(void) {
     return old;
 }
 
+/* Returns with the direction flag set, as a foreign function that breaks
+ * the ABI would (Rust's string copies would then run backwards). */
+void cd_set_df(void) { __asm__ volatile("std" ::: "memory"); }
+
 /* Sets the x87 control word's rounding control to "toward zero" and its
  * precision control to single, and returns the old control word. */
 unsigned cd_clobber_fpucw(void) {

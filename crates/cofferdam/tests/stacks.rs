@@ -371,6 +371,26 @@ fn control_words_changed_by_foreign_code_are_restored() {
     );
 }
 
+/// Whether the direction flag is set.
+fn df_set() -> bool {
+    let flags: u64;
+    // SAFETY: pushes rflags and pops it into a register.
+    unsafe { core::arch::asm!("pushfq", "pop {}", out(reg) flags) };
+    flags & 0x400 != 0
+}
+
+#[test]
+fn direction_flag_set_by_foreign_code_is_cleared() {
+    if cofferdam::backend() == cofferdam::Backend::None {
+        return;
+    }
+    let c = comp("direction-flag");
+    assert!(!df_set());
+    // SAFETY: cd_set_df(void) -> void.
+    let () = unsafe { c.call("cd_set_df", fn_addr(ffi::cd_set_df as *const ()), ()) }.unwrap();
+    assert!(!df_set(), "foreign code's direction flag leaked into Rust");
+}
+
 #[test]
 fn control_words_are_restored_on_both_paths() {
     if cofferdam::backend() == cofferdam::Backend::None {

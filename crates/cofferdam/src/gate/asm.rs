@@ -373,9 +373,7 @@ core::arch::global_asm!(
     "    xor r11d, r11d",
     "    call rbx",
     // Back from foreign code, on the foreign stack; rax/rdx/xmm0/xmm1 hold
-    // its result (WRPKRU touches none of the xmm registers). The ABI says DF
-    // is clear on return; foreign code may not keep to it.
-    "    cld",
+    // its result (WRPKRU touches none of the xmm registers).
     "    mov r8, rax",
     "    mov r9, rdx",
     "    cmp dword ptr [rip + {cfg}], 0",
@@ -410,6 +408,10 @@ core::arch::global_asm!(
     "    mov rsp, qword ptr [rdi + {g_saved_rsp}]",
     "    cmp rdi, qword ptr [rsp]",
     "    jne 9f",
+    // The ABI says DF is clear on return; foreign code may not keep to it.
+    // Cleared here, after the checks, not before the WRPKRU: a jump onto
+    // the WRPKRU would skip a CLD placed before it.
+    "    cld",
     // Rust's MXCSR and x87 control word back, whatever foreign code did
     // with them. The configuration says how (chosen per CPU vendor): reload
     // both unconditionally (AMD: LDMXCSR and FLDCW are cheap, STMXCSR is
