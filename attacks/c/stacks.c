@@ -70,9 +70,42 @@ unsigned cd_clobber_mxcsr(void) {
     return old;
 }
 
+/* Returns with the direction flag set, as a foreign function that breaks
+ * the ABI would (Rust's string copies would then run backwards). */
+void cd_set_df(void) { __asm__ volatile("std" ::: "memory"); }
+
+/* Sets the x87 control word's rounding control to "toward zero" and its
+ * precision control to single, and returns the old control word. */
+unsigned cd_clobber_fpucw(void) {
+    unsigned short old, v;
+    __asm__ volatile("fnstcw %0" : "=m"(old));
+    v = (unsigned short)((old & ~0x0300u) | 0x0c00u);
+    __asm__ volatile("fldcw %0" : : "m"(v));
+    return old;
+}
+
 /* ---- callbacks ---- */
 typedef int (*cd_cb2)(void *, void *);
 static cd_cb2 stored_cb;
+
+/* Changes MXCSR (rounding toward zero) and the x87 control word (toward
+ * zero, single precision), calls cb(a, b), and returns MXCSR in the low 32
+ * bits and the x87 control word in the high 32 as C sees them after the
+ * callback: the callback must neither see C's words nor take them away. */
+unsigned long long cd_clobber_then_cb(cd_cb2 cb, void *a, void *b) {
+    unsigned m, m2;
+    unsigned short w, w2;
+    __asm__ volatile("stmxcsr %0" : "=m"(m));
+    m |= 3u << 13;
+    __asm__ volatile("ldmxcsr %0" : : "m"(m));
+    __asm__ volatile("fnstcw %0" : "=m"(w));
+    w = (unsigned short)((w & ~0x0300u) | 0x0c00u);
+    __asm__ volatile("fldcw %0" : : "m"(w));
+    cb(a, b);
+    __asm__ volatile("stmxcsr %0" : "=m"(m2));
+    __asm__ volatile("fnstcw %0" : "=m"(w2));
+    return (unsigned long long)m2 | ((unsigned long long)w2 << 32);
+}
 
 /* Calls cb(a, b) once, and keeps it for later. */
 int cd_cb_call(cd_cb2 cb, void *a, void *b) {

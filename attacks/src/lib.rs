@@ -74,6 +74,9 @@ pub mod ffi {
         pub fn cd_mix(a: i32, x: f64, b: i64, y: f32, z: f64) -> f64;
         pub fn cd_halve(x: f32) -> f32;
         pub fn cd_clobber_mxcsr() -> u32;
+        pub fn cd_clobber_fpucw() -> u32;
+        pub fn cd_set_df();
+        pub fn cd_clobber_then_cb(cb: *const (), a: *mut u8, b: *mut u8) -> u64;
         pub fn cd_cb_call(cb: *const (), a: *mut u8, b: *mut u8) -> i32;
         pub fn cd_cb_call_stored(a: *mut u8, b: *mut u8) -> i32;
         pub fn cd_cb_call_in_thread(cb: *const (), a: *mut u8, b: *mut u8) -> i32;

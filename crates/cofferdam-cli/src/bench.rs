@@ -18,13 +18,29 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
-/// Nanoseconds per iteration of `f` over `iters` iterations.
+/// This thread's CPU time in nanoseconds (`CLOCK_THREAD_CPUTIME_ID`): time
+/// the thread spent descheduled (other programs on a shared machine) is
+/// not counted.
+fn thread_cpu_ns() -> u128 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes the timespec we pass.
+    let r = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    assert_eq!(r, 0, "CLOCK_THREAD_CPUTIME_ID");
+    ts.tv_sec as u128 * 1_000_000_000 + ts.tv_nsec as u128
+}
+
+/// Nanoseconds per iteration of `f` over `iters` iterations, in this
+/// thread's CPU time (a busy machine deschedules the benchmark; wall-clock
+/// time would charge that to whichever variant was running).
 fn time_per_iter(iters: u64, mut f: impl FnMut(u64)) -> f64 {
-    let t = Instant::now();
+    let t = thread_cpu_ns();
     for i in 0..iters {
         f(i);
     }
-    t.elapsed().as_nanos() as f64 / iters as f64
+    (thread_cpu_ns() - t) as f64 / iters as f64
 }
 
 fn null_call(rounds: usize, iters: u64) -> Result<Value, String> {
@@ -62,6 +78,7 @@ fn null_call(rounds: usize, iters: u64) -> Result<Value, String> {
         "rounds": rounds,
         "iterations_per_round": iters,
         "floor_built": cfg!(feature = "bench-floor"),
+        "timer": "thread CPU time",
         "note": if has_floor {
             Value::Null
         } else if !cfg!(feature = "bench-floor") {
@@ -69,6 +86,52 @@ fn null_call(rounds: usize, iters: u64) -> Result<Value, String> {
         } else {
             json!("no MPK here: no WRPKRU floor; the gate runs without PKRU switches")
         },
+    }))
+}
+
+mod sandboxed {
+    // The same C function as `null-call`'s, behind a `#[cofferdam::sandbox]`
+    // wrapper: what a user of the library writes.
+    #[cofferdam::sandbox(compartment = "bench-sandbox", safe(cd_noop))]
+    extern "C" {
+        pub fn cd_noop(x: core::ffi::c_int) -> core::ffi::c_int;
+    }
+}
+
+/// A `#[cofferdam::sandbox]` wrapper against a raw `Compartment::call_regs`
+/// of the same function through the same compartment: what the wrapper
+/// (compartment lookup, poisoned check, first-call inspection, argument
+/// and return handling) adds to a gate call.
+fn sandbox_call(rounds: usize, iters: u64) -> Result<Value, String> {
+    sandboxed::cd_noop(0).map_err(|e| format!("sandbox wrapper: {e}"))?;
+    let c = sandboxed::bench_sandbox_compartment().map_err(|e| format!("no compartment: {e}"))?;
+    let (mut raw, mut wrapped) = (vec![], vec![]);
+    for _ in 0..rounds {
+        raw.push(time_per_iter(iters, |i| {
+            let regs = cofferdam::CallRegs {
+                ints: [i as i32 as u64, 0, 0, 0, 0, 0],
+                ..cofferdam::CallRegs::default()
+            };
+            // SAFETY: cd_noop takes an int and returns an int.
+            let r = unsafe { c.call_regs("cd_noop", black_box(cd_noop as *const ()), &regs) };
+            black_box(r.expect("cd_noop does not fault").rax as i32);
+        }));
+        wrapped.push(time_per_iter(iters, |i| {
+            black_box(sandboxed::cd_noop(black_box(i as i32)).expect("cd_noop does not fault"));
+        }));
+    }
+    let raw = median(raw);
+    let wrapped = median(wrapped);
+    Ok(json!({
+        "name": "sandbox-call",
+        "backend": c.backend().name(),
+        "call_regs_ns": round2(raw),
+        "sandbox_ns": round2(wrapped),
+        "sandbox_minus_call_regs_ns": round2(wrapped - raw),
+        "timer": "thread CPU time",
+        "rounds": rounds,
+        "iterations_per_round": iters,
+        "note": "the same C function (cd_noop), same compartment: Compartment::call_regs against the #[cofferdam::sandbox] wrapper",
     }))
 }
 
@@ -426,26 +489,45 @@ fn process_call(rounds: usize, iters: u64) -> Result<Value, String> {
     }))
 }
 
-pub fn run(json_out: bool, quick: bool) -> ExitCode {
+/// Runs the workloads (all, or those whose name starts with one of the
+/// comma-separated prefixes in `only`) and prints their figures.
+pub fn run(json_out: bool, quick: bool, only: Option<&str>) -> ExitCode {
     let (rounds, iters, ops) = if quick {
         (3, 200_000, 50_000)
     } else {
         (15, 2_000_000, 1_000_000)
     };
-    let mut workloads = vec![syscall_guard(rounds, iters)];
-    match null_call(rounds, iters) {
-        Ok(v) => workloads.push(v),
-        Err(e) => {
-            eprintln!("cofferdam bench: {e}");
-            return ExitCode::from(2);
+    let want = |name: &str| only.is_none_or(|o| o.split(',').any(|p| name.starts_with(p)));
+    let mut workloads = vec![];
+    if want("syscall_guard") {
+        workloads.push(syscall_guard(rounds, iters));
+    }
+    if want("null-call") {
+        match null_call(rounds, iters) {
+            Ok(v) => workloads.push(v),
+            Err(e) => {
+                eprintln!("cofferdam bench: {e}");
+                return ExitCode::from(2);
+            }
         }
     }
-    let (prounds, piters) = if quick { (3, 5_000) } else { (9, 50_000) };
-    match process_call(prounds, piters) {
-        Ok(v) => workloads.push(v),
-        Err(e) => {
-            eprintln!("cofferdam bench: process: {e}");
-            return ExitCode::FAILURE;
+    if want("sandbox-call") {
+        match sandbox_call(rounds, iters) {
+            Ok(v) => workloads.push(v),
+            Err(e) => {
+                eprintln!("cofferdam bench: sandbox-call: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
+    if want("process-null-call") {
+        let (prounds, piters) = if quick { (3, 5_000) } else { (9, 50_000) };
+        match process_call(prounds, piters) {
+            Ok(v) => workloads.push(v),
+            Err(e) => {
+                eprintln!("cofferdam bench: process: {e}");
+                return ExitCode::FAILURE;
+            }
         }
     }
     // Real libraries behind the gate, each bare and gated in the same run.
@@ -453,39 +535,51 @@ pub fn run(json_out: bool, quick: bool) -> ExitCode {
     // process's heaps and caches in a state that slows both sides of the
     // sqlite workload (measured: bare and gated alike, by a third).
     let real_rounds = if quick { 1 } else { 9 };
-    match callback_qsort(real_rounds) {
-        Ok(v) => workloads.push(v),
-        Err(e) if cofferdam::backend() == cofferdam::Backend::Process => {
+    if want("callback") {
+        match callback_qsort(real_rounds) {
+            Ok(v) => workloads.push(v),
+            Err(e) if cofferdam::backend() == cofferdam::Backend::Process => {
+                workloads.push(json!({
+                    "name": "callback",
+                    "backend": "process",
+                    "skipped": format!("callbacks are not carried by the process backend yet: {e}"),
+                }));
+            }
+            Err(e) => {
+                eprintln!("cofferdam bench: callback: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
+    if want("thread-first-call") {
+        match thread_first_call(rounds.min(9), if quick { 100 } else { 1000 }) {
+            Ok(v) => workloads.push(v),
+            Err(e) => {
+                eprintln!("cofferdam bench: threads: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
+    if want("zlib") {
+        workloads.extend(cofferdam_example_zlib::bench(real_rounds));
+    }
+    if want("sqlite") {
+        if cofferdam::backend() == cofferdam::Backend::Process {
             workloads.push(json!({
-                "name": "callback",
+                "name": "sqlite",
                 "backend": "process",
-                "skipped": format!("callbacks are not carried by the process backend yet: {e}"),
+                "skipped": "the SQLite example passes callbacks, which the process backend does not carry yet",
             }));
-        }
-        Err(e) => {
-            eprintln!("cofferdam bench: callback: {e}");
-            return ExitCode::FAILURE;
+        } else {
+            workloads.extend(cofferdam_example_sqlite::bench(real_rounds));
         }
     }
-    match thread_first_call(rounds.min(9), if quick { 100 } else { 1000 }) {
-        Ok(v) => workloads.push(v),
-        Err(e) => {
-            eprintln!("cofferdam bench: threads: {e}");
-            return ExitCode::FAILURE;
-        }
+    if want("alloc-mt-2threads") {
+        workloads.push(alloc_mt(rounds.min(7), 2, ops));
     }
-    workloads.extend(cofferdam_example_zlib::bench(real_rounds));
-    if cofferdam::backend() == cofferdam::Backend::Process {
-        workloads.push(json!({
-            "name": "sqlite",
-            "backend": "process",
-            "skipped": "the SQLite example passes callbacks, which the process backend does not carry yet",
-        }));
-    } else {
-        workloads.extend(cofferdam_example_sqlite::bench(real_rounds));
+    if want("alloc-mt-4threads") {
+        workloads.push(alloc_mt(rounds.min(7), 4, ops / 2));
     }
-    workloads.push(alloc_mt(rounds.min(7), 2, ops));
-    workloads.push(alloc_mt(rounds.min(7), 4, ops / 2));
     let out = json!({ "workloads": workloads });
     if json_out {
         println!("{}", serde_json::to_string_pretty(&out).expect("json"));

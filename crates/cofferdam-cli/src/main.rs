@@ -47,6 +47,10 @@ enum Command {
         /// Fewer rounds (for smoke tests; figures are noisier).
         #[arg(long)]
         quick: bool,
+        /// Run only the workloads whose name starts with one of these
+        /// comma-separated prefixes (e.g. `null-call,sandbox-call`).
+        #[arg(long)]
+        only: Option<String>,
     },
     /// Show where a crate and its dependencies hand Rust memory to foreign code.
     Audit(cofferdam_audit::AuditArgs),
@@ -62,7 +66,7 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Demo { json, only } => demo::run(json, only.as_deref()),
         Command::Info { json } => info(json),
-        Command::Bench { json, quick } => bench::run(json, quick),
+        Command::Bench { json, quick, only } => bench::run(json, quick, only.as_deref()),
         Command::Audit(args) => ExitCode::from(cofferdam_audit::run(&args).clamp(0, 255) as u8),
         Command::Scan(args) => ExitCode::from(cofferdam_scan::run(&args).clamp(0, 255) as u8),
         Command::AttackChild { name, mode } => {
@@ -107,6 +111,7 @@ fn info(json: bool) -> ExitCode {
             "thread_locals_protected": i.thread_locals_unprotected.is_none(),
             "thread_locals_unprotected_reason": i.thread_locals_unprotected,
             "foreign_stack_bytes": i.foreign_stack,
+            "control_words": i.control_words,
             "pkru": i.pkru,
             "protected_range": i.protected_range.map(|(s, l)| format!("{s:#x}..{:#x}", s + l)),
             "syscall_guard": i.guard.syscall_guard,

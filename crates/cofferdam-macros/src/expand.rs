@@ -303,9 +303,14 @@ fn wrapper(
             // Callbacks are Cofferdam stubs armed for this call only. What
             // the function does with its arguments is the contract of this
             // wrapper: `unsafe fn`, or safe only for scalar parameters.
+            // `__COFFERDAM_INSPECTED` is this wrapper's own and only ever
+            // used with this function: its object is inspected at the
+            // first call, and later calls pay one relaxed load for that.
             #[allow(unused_unsafe)]
             let __cofferdam_ret = unsafe {
-                __cofferdam_compartment.call_regs(
+                static __COFFERDAM_INSPECTED: ::cofferdam::InspectedOnce =
+                    ::cofferdam::InspectedOnce::new();
+                __cofferdam_compartment.call_regs_once(
                     #name_str,
                     #module::#name as *const (),
                     &::cofferdam::CallRegs {
@@ -315,6 +320,7 @@ fn wrapper(
                         stack: &__cofferdam_stack,
                         callbacks: &__cofferdam_callbacks,
                     },
+                    &__COFFERDAM_INSPECTED,
                 )
             }?;
             #validate

@@ -446,9 +446,7 @@ impl Compartment {
         regs: &CallRegs<'_>,
     ) -> Result<Returned, Error> {
         if self.is_poisoned() {
-            return Err(Error::Poisoned {
-                compartment: self.inner.name.clone(),
-            });
+            return Err(self.poisoned());
         }
         assert!(regs.nsse <= 8, "at most eight SSE argument registers");
         assert!(regs.callbacks.len() <= 6, "at most six callbacks per call");
@@ -468,6 +466,73 @@ impl Compartment {
             // First call into this object: scan it (crate::guard::inspect).
             crate::guard::inspect::check_function(f)?;
         }
+        // SAFETY: forwarded contract; the function's object was inspected.
+        unsafe { self.call_gated(function, f, regs) }
+    }
+
+    /// [`Compartment::call_regs`] for a call site that always calls the same
+    /// function `f` (a `#[cofferdam::sandbox]` wrapper): whether `f`'s
+    /// object passed inspection is remembered in the call site's `once`,
+    /// so later calls pay one relaxed load for it instead of a search of
+    /// the inspected objects.
+    ///
+    /// # Safety
+    /// As for [`Compartment::call_regs`]; and `once` belongs to this call
+    /// site and is used with no other function than `f`.
+    #[doc(hidden)]
+    #[inline]
+    pub unsafe fn call_regs_once(
+        &self,
+        function: &'static str,
+        f: *const (),
+        regs: &CallRegs<'_>,
+        once: &InspectedOnce,
+    ) -> Result<Returned, Error> {
+        if self.is_poisoned() {
+            return Err(self.poisoned());
+        }
+        assert!(regs.nsse <= 8, "at most eight SSE argument registers");
+        assert!(regs.callbacks.len() <= 6, "at most six callbacks per call");
+        assert!(
+            regs.stack.len() <= crate::gate::MAX_STACK_ARGS,
+            "the gate carries at most {} stack arguments",
+            crate::gate::MAX_STACK_ARGS
+        );
+        if let Some(p) = &self.inner.process {
+            return self.call_process(p, function, f, regs);
+        }
+        if self.inner.backend == Backend::None {
+            // SAFETY: forwarded contract.
+            return Ok(unsafe { call_direct(f, regs) });
+        }
+        if !once.0.load(Ordering::Relaxed) {
+            once.inspect(f)?;
+        }
+        // SAFETY: forwarded contract; the function's object was inspected
+        // (by this call site, once).
+        unsafe { self.call_gated(function, f, regs) }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn poisoned(&self) -> Error {
+        Error::Poisoned {
+            compartment: self.inner.name.clone(),
+        }
+    }
+
+    /// The gate call itself, after the compartment's checks.
+    ///
+    /// # Safety
+    /// As for [`Compartment::call_regs`]; the backend is not `none` and `f`
+    /// passed inspection where inspection is on.
+    #[inline(always)]
+    unsafe fn call_gated(
+        &self,
+        function: &'static str,
+        f: *const (),
+        regs: &CallRegs<'_>,
+    ) -> Result<Returned, Error> {
         let mut frame = GateFrame::new(f as usize, regs.ints, regs.stack);
         if regs.nsse != 0 {
             frame.set_sse(&regs.sse[..regs.nsse]);
@@ -848,6 +913,44 @@ fn resolve_library(p: &std::path::Path) -> std::path::PathBuf {
 /// `si_code`s of SIGSEGV (`<asm-generic/siginfo.h>`).
 const SEGV_MAPERR: i32 = 1;
 const SEGV_ACCERR: i32 = 2;
+
+/// Whether one call site's function passed inspection
+/// ([`Compartment::call_regs_once`]): one per `#[cofferdam::sandbox]`
+/// wrapper, in a `static`.
+#[doc(hidden)]
+#[derive(Debug)]
+pub struct InspectedOnce(AtomicBool);
+
+impl InspectedOnce {
+    /// Not inspected yet.
+    pub const fn new() -> Self {
+        InspectedOnce(AtomicBool::new(false))
+    }
+
+    /// The first call's inspection: the object holding `f` is scanned (or
+    /// found scanned) and refused if unsafe. The flag is set only once it
+    /// passed; the function's address never changes for a call site (it is
+    /// the address of the block's own declaration), so a pass holds for
+    /// every later call. Relaxed is enough: the flag publishes nothing
+    /// else, and a thread that does not see it yet only inspects again.
+    #[cold]
+    #[inline(never)]
+    fn inspect(&self, f: *const ()) -> Result<(), Error> {
+        // INSPECT is final here: `Compartment::new` decided it (guard::ensure)
+        // before this compartment existed.
+        if crate::guard::INSPECT.load(Ordering::Relaxed) {
+            crate::guard::inspect::check_function(f)?;
+        }
+        self.0.store(true, Ordering::Relaxed);
+        Ok(())
+    }
+}
+
+impl Default for InspectedOnce {
+    fn default() -> Self {
+        Self::new()
+    }
+}
 
 /// The registers and stack words of one call ([`Compartment::call_regs`]).
 #[derive(Clone, Copy, Debug, Default)]

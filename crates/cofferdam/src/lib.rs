@@ -72,6 +72,8 @@ pub use backend::Backend;
 pub use backend::DEFAULT_FOREIGN_STACK_KIB;
 pub use callback::{Callback, CallbackArg, CallbackRef, CallbackRet, CallbackSig};
 pub use cofferdam_macros::{sandbox, ForeignEnum, Pod};
+#[doc(hidden)]
+pub use compartment::InspectedOnce;
 pub use compartment::{
     ArmedCallback, CallRegs, Compartment, CompartmentBuilder, GateArg, GateArgs, GateReturn,
     LazyCompartment, Returned,
@@ -156,6 +158,12 @@ pub struct Info {
     /// Rust's thread-locals carry P from each thread's first gate call;
     /// `None` when they do, else why not.
     pub thread_locals_unprotected: Option<String>,
+    /// How the gate gives Rust back its MXCSR and x87 control word after a
+    /// call: `"reload"` (the words saved on entry, unconditionally: chosen
+    /// on AMD) or `"compare"` (reloaded only if foreign code changed them:
+    /// chosen elsewhere). `COFFERDAM_CONTROL_WORDS` overrides the choice;
+    /// both restore the words, they differ only in cost.
+    pub control_words: &'static str,
     /// The protected address interval `(start, length)`: the one
     /// reservation everything the allocator hands out is carved from.
     pub protected_range: Option<(usize, usize)>,
@@ -192,6 +200,7 @@ pub fn info() -> Info {
         statics_unprotected: statics::problem().map(statics::explain),
         statics_bytes: statics::data_range().map_or(0, |(s, e)| e - s),
         thread_locals_unprotected: statics::tls_problem().map(statics::explain),
+        control_words: gate::config::control_words().name(),
         protected_range: alloc::reservation(),
         guard: guard::info(),
     }
@@ -292,6 +301,11 @@ impl fmt::Display for Info {
             f,
             "foreign stack:    {} KiB per thread, guard page below",
             self.foreign_stack >> 10
+        )?;
+        writeln!(
+            f,
+            "control words:    {} (MXCSR and x87 control word given back after each call)",
+            self.control_words
         )?;
         if let Some(p) = self.pkru {
             writeln!(f, "pkru:             {p:#010x}")?;

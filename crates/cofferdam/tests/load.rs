@@ -76,3 +76,41 @@ fn first_call_into_a_library_loaded_behind_cofferdams_back_is_inspected() {
     let a: i32 = unsafe { c.call("abs", libc::abs as *const (), (-3i32,)) }.unwrap();
     assert_eq!(a, 3);
 }
+
+/// The per-call-site inspection flag `#[cofferdam::sandbox]` wrappers use
+/// (`Compartment::call_regs_once`): a refused object stays refused at
+/// every call (the flag is set only by a pass), a clean one runs.
+#[test]
+fn a_call_site_remembers_only_a_passed_inspection() {
+    if !common::mpk_or_skip("a_call_site_remembers_only_a_passed_inspection") {
+        return;
+    }
+    let path = std::ffi::CString::new(cofferdam_attacks::ffi::WRPKRU_SO).unwrap();
+    // SAFETY: dlopen/dlsym of the test library.
+    let f = unsafe {
+        let h = libc::dlopen(path.as_ptr(), libc::RTLD_NOW | libc::RTLD_LOCAL);
+        libc::dlsym(h, c"cd_lib_add".as_ptr())
+    };
+    assert!(!f.is_null());
+    let c = Compartment::new("once").unwrap();
+    static BAD_SITE: cofferdam::InspectedOnce = cofferdam::InspectedOnce::new();
+    let regs = cofferdam::CallRegs {
+        ints: [1, 2, 0, 0, 0, 0],
+        ..cofferdam::CallRegs::default()
+    };
+    for _ in 0..3 {
+        // SAFETY: cd_lib_add(int, int) -> int.
+        let r = unsafe { c.call_regs_once("cd_lib_add", f as *const (), &regs, &BAD_SITE) };
+        assert!(matches!(r, Err(Error::UnsafeCode { .. })), "{r:?}");
+    }
+    static GOOD_SITE: cofferdam::InspectedOnce = cofferdam::InspectedOnce::new();
+    let regs = cofferdam::CallRegs {
+        ints: [(-3i64) as u64, 0, 0, 0, 0, 0],
+        ..cofferdam::CallRegs::default()
+    };
+    for _ in 0..3 {
+        // SAFETY: abs(int) -> int.
+        let r = unsafe { c.call_regs_once("abs", libc::abs as *const (), &regs, &GOOD_SITE) };
+        assert_eq!(r.unwrap().rax as i32, 3);
+    }
+}

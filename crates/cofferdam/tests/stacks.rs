@@ -275,6 +275,143 @@ fn mxcsr_changed_by_foreign_code_is_restored() {
     );
 }
 
+fn fpucw() -> u16 {
+    let mut v: u16 = 0;
+    // SAFETY: stores the x87 control word into a local.
+    unsafe { core::arch::asm!("fnstcw [{}]", in(reg) &mut v, options(nostack)) };
+    v
+}
+
+/// MXCSR and the x87 control word, changed by foreign code, come back to
+/// Rust as they were, after a call and inside a callback; and a callback
+/// gives C back its own words. Run on the path the CPU vendor chose, and by
+/// `control_words_are_restored_on_both_paths` on each path forced.
+#[test]
+fn control_words_changed_by_foreign_code_are_restored() {
+    if cofferdam::backend() == cofferdam::Backend::None {
+        return;
+    }
+    if let Ok(forced) = std::env::var("COFFERDAM_CONTROL_WORDS") {
+        assert_eq!(
+            cofferdam::info().control_words,
+            forced,
+            "the forced path is not in force"
+        );
+    }
+    let c = comp("control-words");
+    let (m0, w0) = (mxcsr(), fpucw());
+    // SAFETY: cd_clobber_mxcsr(void) -> unsigned.
+    let theirs: u32 = unsafe {
+        c.call(
+            "cd_clobber_mxcsr",
+            fn_addr(ffi::cd_clobber_mxcsr as *const ()),
+            (),
+        )
+    }
+    .unwrap();
+    assert_eq!(theirs, m0, "C saw Rust's MXCSR");
+    assert_eq!(mxcsr(), m0, "foreign code's MXCSR leaked into Rust");
+    assert_eq!(fpucw(), w0);
+    // SAFETY: cd_clobber_fpucw(void) -> unsigned.
+    let theirs: u32 = unsafe {
+        c.call(
+            "cd_clobber_fpucw",
+            fn_addr(ffi::cd_clobber_fpucw as *const ()),
+            (),
+        )
+    }
+    .unwrap();
+    assert_eq!(theirs as u16, w0, "C saw Rust's x87 control word");
+    assert_eq!(
+        fpucw(),
+        w0,
+        "foreign code's x87 control word leaked into Rust"
+    );
+    assert_eq!(mxcsr(), m0);
+
+    // C changes both, then calls a Rust callback.
+    let buf = cofferdam::ForeignVec::<u8>::zeroed(16).unwrap();
+    let seen = std::cell::Cell::new((0u32, 0u16));
+    let cb = cofferdam::Callback::<fn(cofferdam::ForeignPtr<u8>, cofferdam::ForeignPtr<u8>) -> i32>::new(
+        |_, _| {
+            seen.set((mxcsr(), fpucw()));
+            0
+        },
+    )
+    .unwrap();
+    // SAFETY: cd_clobber_then_cb(cb, void *a, void *b) -> unsigned long long.
+    let after: u64 = unsafe {
+        c.call_with_callbacks(
+            "cd_clobber_then_cb",
+            fn_addr(ffi::cd_clobber_then_cb as *const ()),
+            (cb.stub(), buf.as_foreign_ptr(), buf.as_foreign_ptr()),
+            &[&cb],
+        )
+    }
+    .unwrap();
+    assert_eq!(
+        seen.get(),
+        (m0, w0),
+        "C's control words leaked into the callback"
+    );
+    assert_eq!(
+        after as u32,
+        m0 | (3 << 13),
+        "the callback took C's MXCSR away"
+    );
+    assert_eq!(
+        (after >> 32) as u16,
+        (w0 & !0x0300) | 0x0c00,
+        "the callback took C's x87 control word away"
+    );
+    assert_eq!(
+        (mxcsr(), fpucw()),
+        (m0, w0),
+        "C's control words leaked into Rust"
+    );
+}
+
+/// Whether the direction flag is set.
+fn df_set() -> bool {
+    let flags: u64;
+    // SAFETY: pushes rflags and pops it into a register.
+    unsafe { core::arch::asm!("pushfq", "pop {}", out(reg) flags) };
+    flags & 0x400 != 0
+}
+
+#[test]
+fn direction_flag_set_by_foreign_code_is_cleared() {
+    if cofferdam::backend() == cofferdam::Backend::None {
+        return;
+    }
+    let c = comp("direction-flag");
+    assert!(!df_set());
+    // SAFETY: cd_set_df(void) -> void.
+    let () = unsafe { c.call("cd_set_df", fn_addr(ffi::cd_set_df as *const ()), ()) }.unwrap();
+    assert!(!df_set(), "foreign code's direction flag leaked into Rust");
+}
+
+#[test]
+fn control_words_are_restored_on_both_paths() {
+    if cofferdam::backend() == cofferdam::Backend::None {
+        return;
+    }
+    // The gate's two ways of restoring (chosen per CPU vendor at start-up),
+    // each forced in a child process, so both run on every machine.
+    for path in ["reload", "compare"] {
+        let out = common::rerun(
+            "control_words_changed_by_foreign_code_are_restored",
+            &[("COFFERDAM_CONTROL_WORDS", path)],
+        );
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success() && text.contains("1 passed"),
+            "COFFERDAM_CONTROL_WORDS={path}:\n{text}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
 #[test]
 fn floating_point_arguments_and_returns() {
     let c = comp("float");

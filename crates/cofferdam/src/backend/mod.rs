@@ -142,6 +142,7 @@ pub(crate) fn decide() -> Runtime {
         tag_stacks: rt.backend != Backend::None && crate::gate::thread::stacks_enabled(rt.pkey),
         frames_tagged,
         alt,
+        control_words: crate::gate::config::ControlWords::choose(),
     });
     rt
 }

@@ -14,7 +14,9 @@
 //!   PKRU &= ~deny_mask (WRPKRU), check
 //!   state = TLS slot, checked: inside the P-tagged state table, owned by this thread (FS base)
 //!   frame = state.current; rsp must equal frame.foreign_sp
-//!   rsp = frame.saved_rsp; restore MXCSR/x87 CW; store rax rdx xmm0 xmm1; return
+//!   rsp = frame.saved_rsp; restore MXCSR/x87 CW (reload, or compare and
+//!   reload what differs: per CPU vendor, from the config page);
+//!   store rax rdx xmm0 xmm1; return
 //! ```
 //!
 //! The Rust stack pointer is kept only in the frame, which lives on the Rust
@@ -296,6 +298,8 @@ core::arch::global_asm!(
     // Stack arguments 7.. at [rsp], [rsp+8], … (nstack <= 16: the Rust side
     // checked it and left 128 bytes above foreign_sp for them).
     "    mov rcx, qword ptr [rdi + {g_nstack}]",          // frame.nstack
+    "    test rcx, rcx",
+    "    jz 21f",                                 // the common case: none
     "    mov rsi, qword ptr [rdi + {g_stack_args}]",          // frame.stack_args
     "    xor eax, eax",
     "20:",
@@ -369,9 +373,7 @@ core::arch::global_asm!(
     "    xor r11d, r11d",
     "    call rbx",
     // Back from foreign code, on the foreign stack; rax/rdx/xmm0/xmm1 hold
-    // its result (WRPKRU touches none of the xmm registers). The ABI says DF
-    // is clear on return; foreign code may not keep to it.
-    "    cld",
+    // its result (WRPKRU touches none of the xmm registers).
     "    mov r8, rax",
     "    mov r9, rdx",
     "    cmp dword ptr [rip + {cfg}], 0",
@@ -406,8 +408,20 @@ core::arch::global_asm!(
     "    mov rsp, qword ptr [rdi + {g_saved_rsp}]",
     "    cmp rdi, qword ptr [rsp]",
     "    jne 9f",
-    // Rust's MXCSR and x87 control word, if foreign code changed them
-    // (LDMXCSR and FLDCW are slow; reading and comparing is not).
+    // The ABI says DF is clear on return; foreign code may not keep to it.
+    // Cleared here, after the checks, not before the WRPKRU: a jump onto
+    // the WRPKRU would skip a CLD placed before it.
+    "    cld",
+    // Rust's MXCSR and x87 control word back, whatever foreign code did
+    // with them. The configuration says how (chosen per CPU vendor): reload
+    // both unconditionally (AMD: LDMXCSR and FLDCW are cheap, STMXCSR is
+    // not), or read them and reload only what differs (Intel: the reverse).
+    "    cmp dword ptr [rip + {cfg} + {c_cw_reload}], 0",
+    "    je 34f",
+    "    ldmxcsr dword ptr [rdi + {g_mxcsr}]",
+    "    fldcw word ptr [rdi + {g_fpucw}]",
+    "    jmp 35f",
+    "34:",
     "    sub rsp, 8",
     "    stmxcsr dword ptr [rsp]",
     "    fnstcw word ptr [rsp + 4]",
@@ -422,6 +436,7 @@ core::arch::global_asm!(
     "    fldcw word ptr [rdi + {g_fpucw}]",
     "33:",
     "    add rsp, 8",
+    "35:",
     "    pop rdi",
     "    mov qword ptr [rdi + {g_ret}], r8",           // frame.ret[0] = rax
     "    mov qword ptr [rdi + {g_ret} + 8], r9",           // frame.ret[1] = rdx
@@ -796,8 +811,14 @@ core::arch::global_asm!(
     "    mov qword ptr [r10 + {cb_slot}], r11",         // the slot
     "    stmxcsr dword ptr [r10 + {cb_mxcsr}]",          // C's control words
     "    fnstcw word ptr [r10 + {cb_fpucw}]",
-    "    mov rcx, qword ptr [rax + {t_current}]", // Rust's, as the outer call saved them,
-    "    mov edx, dword ptr [r10 + {cb_mxcsr}]",         // loaded only where C's differ
+    "    mov rcx, qword ptr [rax + {t_current}]", // Rust's, as the outer call saved them:
+    "    cmp dword ptr [rip + {cfg} + {c_cw_reload}], 0",
+    "    je 47f",
+    "    ldmxcsr dword ptr [rcx + {g_mxcsr}]",    // reloaded (see the gate's return path)
+    "    fldcw word ptr [rcx + {g_fpucw}]",
+    "    jmp 44f",
+    "47:",
+    "    mov edx, dword ptr [r10 + {cb_mxcsr}]",         // or loaded only where C's differ
     "    cmp edx, dword ptr [rcx + {g_mxcsr}]",
     "    je 43f",
     "    ldmxcsr dword ptr [rcx + {g_mxcsr}]",
@@ -817,7 +838,13 @@ core::arch::global_asm!(
     "    mov rax, qword ptr [r10 + {cb_state}]",
     "    mov rcx, qword ptr [r10 + {cb_old_top}]",
     "    mov qword ptr [rax + {t_foreign_top}], rcx",
-    "    sub rsp, 8",                             // C's control words back, if they differ
+    "    cmp dword ptr [rip + {cfg} + {c_cw_reload}], 0", // C's control words back:
+    "    je 48f",
+    "    ldmxcsr dword ptr [r10 + {cb_mxcsr}]",   // reloaded,
+    "    fldcw word ptr [r10 + {cb_fpucw}]",
+    "    jmp 46f",
+    "48:",
+    "    sub rsp, 8",                             // or only if they differ
     "    stmxcsr dword ptr [rsp]",
     "    fnstcw word ptr [rsp + 4]",
     "    mov edx, dword ptr [rsp]",
@@ -827,10 +854,11 @@ core::arch::global_asm!(
     "45:",
     "    mov dx, word ptr [rsp + 4]",
     "    cmp dx, word ptr [r10 + {cb_fpucw}]",
-    "    je 46f",
+    "    je 58f",
     "    fldcw word ptr [r10 + {cb_fpucw}]",
-    "46:",
+    "58:",
     "    add rsp, 8",
+    "46:",
     "    mov r8, qword ptr [r10 + {cb_ret}]",          // results
     "    mov r9, qword ptr [r10 + {cb_ret} + 8]",
     "    movq xmm0, qword ptr [r10 + {cb_ret} + 16]",
@@ -987,6 +1015,7 @@ core::arch::global_asm!(
     c_inherited = const offset_of!(GateConfig, inherited_guard),
     c_frames_tagged = const offset_of!(GateConfig, frames_tagged),
     sys_exit = const libc::SYS_exit,
+    c_cw_reload = const offset_of!(GateConfig, cw_reload),
     t_fs_base = const offset_of!(ThreadState, fs_base),
     t_current = const offset_of!(ThreadState, current),
     t_tid = const offset_of!(ThreadState, tid),

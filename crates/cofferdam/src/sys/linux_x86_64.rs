@@ -34,6 +34,17 @@ pub(crate) fn cpu_pkeys() -> (bool, bool) {
     (ecx & (1 << 3) != 0, ecx & (1 << 4) != 0)
 }
 
+/// Whether CPUID leaf 0 names an AMD CPU ("AuthenticAMD"; Hygon's
+/// "HygonGenuine" is a Zen derivative and counts too).
+pub(crate) fn cpu_vendor_amd() -> bool {
+    let r = core::arch::x86_64::__cpuid(0);
+    let mut v = [0u8; 12];
+    v[..4].copy_from_slice(&r.ebx.to_le_bytes());
+    v[4..8].copy_from_slice(&r.edx.to_le_bytes());
+    v[8..].copy_from_slice(&r.ecx.to_le_bytes());
+    &v == b"AuthenticAMD" || &v == b"HygonGenuine"
+}
+
 /// Offset of the PKRU component (XSAVE feature 9) in the standard-format XSAVE
 /// area, as the signal frame stores it: CPUID leaf 0xD, sub-leaf 9, EBX.
 pub(crate) fn pkru_xsave_offset() -> Option<u32> {
