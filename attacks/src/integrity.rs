@@ -813,6 +813,14 @@ pub(crate) const ALTSTACK_DISABLE: super::Attack = super::Attack {
     pending: None,
 };
 
+/// Attacks on Cofferdam's own mechanism that do nothing to an ordinary
+/// program (so they cannot be shown "working unprotected", and stay out of
+/// the demo): contained on mpk, runnable by name
+/// (`cofferdam attack-child NAME protected`).
+pub fn mechanism_checks() -> &'static [super::Attack] {
+    &[ALTSTACK_DISABLE]
+}
+
 /// Attacks that Cofferdam does NOT contain yet (see each one's docs): kept
 /// out of [`super::all`] so that the demo's exit status stays meaningful,
 /// and runnable by name (`cofferdam attack-child NAME protected`).

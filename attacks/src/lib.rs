@@ -265,6 +265,7 @@ pub fn all() -> &'static [Attack] {
         integrity::SROP,
         integrity::HANDLER_DISARM,
         integrity::HANDLER_DISARM_KILL,
+        integrity::HANDLER_DISARM_RAW,
         Attack {
             name: "static-hijack",
             class: "static-hijack",
@@ -290,6 +291,7 @@ pub fn find(name: &str) -> Option<&'static Attack> {
     all()
         .iter()
         .chain(integrity::not_contained())
+        .chain(integrity::mechanism_checks())
         .find(|a| a.name == name)
 }
 

@@ -121,6 +121,7 @@ fn demo_json_shows_every_heap_attack_working_unprotected_and_contained_where_cla
         ("srop", "rights-escalation"),
         ("handler-disarm", "handler-disarm"),
         ("handler-disarm-kill", "handler-disarm"),
+        ("handler-disarm-raw", "handler-disarm"),
     ] {
         let row = rows
             .iter()
@@ -355,4 +356,34 @@ fn demo_on_the_process_backend_contains_every_class() {
             "{row}"
         );
     }
+}
+
+/// An attack on Cofferdam's own mechanism (it does nothing to an ordinary
+/// program, so it is not in the demo): foreign code disables the thread's
+/// alternate signal stack with a raw sigaltstack; contained on mpk.
+#[test]
+fn altstack_disable_is_contained() {
+    let i = info();
+    if i["backend"] != "mpk" {
+        assert!(
+            !require_mpk(),
+            "COFFERDAM_REQUIRE_MPK=1 but backend is {}",
+            i["backend"]
+        );
+        eprintln!("skipping: needs MPK");
+        return;
+    }
+    let out = cofferdam()
+        .args(["attack-child", "altstack-disable", "protected"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{:?}", out.status);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let line = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("COFFERDAM-OBSERVATION "))
+        .expect("an observation");
+    let o: Value = serde_json::from_str(line).unwrap();
+    assert_eq!(o["effect"], false, "{o}");
+    assert_eq!(o["intact"], true, "{o}");
 }

@@ -117,6 +117,18 @@ impl SignalContext {
         self.set_reg(libc::REG_RSP, sp as u64);
     }
 
+    /// Sets the alternate stack `rt_sigreturn` will restore (`uc_stack`).
+    pub(crate) fn set_alt_stack(&self, lo: usize, size: usize, flags: i32) {
+        // SAFETY: the kernel's ucontext (contract of `new`).
+        unsafe {
+            (*self.uc).uc_stack = libc::stack_t {
+                ss_sp: lo as *mut c_void,
+                ss_flags: flags,
+                ss_size: size,
+            };
+        }
+    }
+
     /// Where PKRU and `XSTATE_BV` sit in this frame's XSAVE area, if it has
     /// one that holds PKRU.
     fn pkru_slot(&self) -> Option<(*mut u32, *mut u64)> {

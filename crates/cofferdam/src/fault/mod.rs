@@ -231,6 +231,14 @@ pub(crate) unsafe fn end_gate_call(frame: *mut GateFrame, cx: &SignalContext, re
             (*frame).saved_rsp,
         );
     }
+    // Whatever foreign code did to this thread's alternate stack before the
+    // fault (a handler of its own whose delivery disarmed it), the thread
+    // gets its slot back: rt_sigreturn restores `uc_stack`.
+    if let Some(st) = gate::thread::existing() {
+        if let Some((lo, hi)) = gate::thread::alt_stack_of(st) {
+            cx.set_alt_stack(lo, hi - lo, 1 << 31); // SS_AUTODISARM
+        }
+    }
 }
 
 /// Called by `cofferdam_signal_entry`, WITHOUT P's rights, for a signal whose

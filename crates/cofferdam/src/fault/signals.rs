@@ -251,10 +251,19 @@ pub(crate) unsafe fn forward(sig: c_int, info: *mut libc::siginfo_t, ctx: *mut c
         // foreign code started never reach this with rights), so foreign
         // code cannot use this to take Cofferdam's entry out of the kernel:
         // the process ends right after, as the program asked.
-        // SAFETY: a zeroed sigaction is SIG_DFL.
-        let dfl: libc::sigaction = unsafe { core::mem::zeroed() };
-        // SAFETY: installs the default action.
-        unsafe { sys::real_sigaction(sig, &dfl, core::ptr::null_mut()) };
+        // The kernel's sigaction for SIG_DFL: handler, flags, restorer,
+        // mask, all zero. With the guard's token: the filter answers EPERM
+        // to an rt_sigaction of Cofferdam's signals without it.
+        let dfl = [0u64; 4];
+        // SAFETY: installs the default action; `tok` is null or the token
+        // (this handler holds rights).
+        unsafe {
+            sys::trusted_syscall(
+                libc::SYS_rt_sigaction,
+                [sig as u64, dfl.as_ptr() as u64, 0, 8, 0],
+                crate::guard::sigreturn_token(),
+            )
+        };
         table().wrapped[i].store(false, Ordering::Release);
         if !is_fault_signal(sig) || sent {
             // SAFETY: raise has no memory preconditions.

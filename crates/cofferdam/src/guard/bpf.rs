@@ -57,9 +57,16 @@ fn arg_hi(i: u32) -> u32 {
     16 + 8 * i + 4
 }
 
+/// Cofferdam's signals: their handlers stay Cofferdam's entry
+/// (`fault::is_fault_signal`, and SIGSYS).
+const RESERVED_SIGNALS: [u32; 7] = [4, 5, 6, 7, 8, 11, 31]; // ILL TRAP ABRT BUS FPE SEGV SYS
+const EPERM: u32 = 1;
+
 /// x86_64 syscall numbers the filter looks at.
 pub(crate) mod nr {
     pub const RT_SIGRETURN: u32 = 15;
+    pub const RT_SIGACTION: u32 = 13;
+    pub const SIGALTSTACK: u32 = 131;
     pub const MMAP: u32 = 9;
     pub const MPROTECT: u32 = 10;
     pub const MUNMAP: u32 = 11;
@@ -323,6 +330,10 @@ pub(crate) fn program(ranges: &[(u64, u64)], token: u64) -> Vec<SockFilter> {
     b.jeq_far(nr::MMAP, mmap);
     b.jeq_far(nr::MREMAP, mremap);
     b.jeq_far(nr::RT_SIGRETURN, always);
+    let sigaction = b.label();
+    let altstack = b.label();
+    b.jeq_far(nr::RT_SIGACTION, sigaction);
+    b.jeq_far(nr::SIGALTSTACK, altstack);
     b.jeq_far(nr::PKEY_MPROTECT, always);
     b.jeq_far(nr::PKEY_ALLOC, always);
     b.jeq_far(nr::PKEY_FREE, always);
@@ -334,6 +345,49 @@ pub(crate) fn program(ranges: &[(u64, u64)], token: u64) -> Vec<SockFilter> {
     b.bind(always);
     b.token(token, allow);
     b.ja(trap);
+
+    // rt_sigaction with an action, sigaltstack with a new stack: the
+    // handler decides (queries pass). Cofferdam's entries stay in front of
+    // the fault signals and the thread keeps its alternate stack whatever
+    // foreign code asks (docs/signals.md).
+    //
+    // rt_sigaction of one of Cofferdam's signals fails with EPERM rather
+    // than trapping: glibc's posix_spawn child resets every handled signal
+    // with all signals blocked, where a trap would kill it (the reset is
+    // pointless there anyway: execve resets handlers). Other signals pass;
+    // a handler foreign code installs that way still cannot return through
+    // a frame of its making (rt_sigreturn needs the token).
+    let eperm = b.label();
+    b.bind(sigaction);
+    b.token(token, allow);
+    {
+        let set = b.label();
+        b.ld(arg_lo(1));
+        b.j(JEQ_K, 0, T::Next, T::L(set));
+        b.ld(arg_hi(1));
+        b.j(JEQ_K, 0, T::Next, T::L(set));
+        b.ja(allow);
+        b.bind(set);
+        b.ld(arg_lo(0));
+        for sig in RESERVED_SIGNALS {
+            b.jeq_far(sig, eperm);
+        }
+        b.ja(allow);
+    }
+    b.bind(altstack);
+    b.token(token, allow);
+    {
+        let set = b.label();
+        b.ld(arg_lo(0));
+        b.j(JEQ_K, 0, T::Next, T::L(set));
+        b.ld(arg_hi(0));
+        b.j(JEQ_K, 0, T::Next, T::L(set));
+        b.ja(allow);
+        b.bind(set);
+        b.ja(trap);
+    }
+    b.bind(eperm);
+    b.ret(RET_ERRNO | EPERM);
 
     b.bind(mprotect);
     b.token(token, allow);
@@ -565,6 +619,15 @@ pub(crate) mod tests {
             RET_ALLOW
         );
         // Always.
+        assert_eq!(v(nr::RT_SIGACTION, [11, 0, 0x1000, 8, 0, 0]), RET_ALLOW);
+        assert_eq!(
+            v(nr::RT_SIGACTION, [11, 0x1000, 0, 8, 0, 0]),
+            RET_ERRNO | EPERM
+        );
+        assert_eq!(v(nr::RT_SIGACTION, [10, 0x1000, 0, 8, 0, 0]), RET_ALLOW);
+        assert_eq!(v(nr::RT_SIGACTION, [11, 0x1000, 0, 8, 0, TOK]), RET_ALLOW);
+        assert_eq!(v(nr::SIGALTSTACK, [0, 0x1000, 0, 0, 0, 0]), RET_ALLOW);
+        assert_eq!(v(nr::SIGALTSTACK, [0x1000, 0, 0, 0, 0, 0]), RET_TRAP);
         for n in [
             nr::RT_SIGRETURN,
             nr::PKEY_MPROTECT,

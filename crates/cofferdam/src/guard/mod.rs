@@ -395,6 +395,7 @@ pub(crate) fn syscall_name(nr: u32, i386: bool) -> &'static str {
     use bpf::nr::*;
     match nr {
         RT_SIGRETURN => "rt_sigreturn",
+        SIGALTSTACK => "sigaltstack",
         MMAP => "mmap",
         MPROTECT => "mprotect",
         MUNMAP => "munmap",

@@ -239,8 +239,18 @@ pub(crate) fn set_alt_stack(lo: usize, size: usize) {
 /// # Safety
 /// As for `sigaltstack(2)`.
 pub(crate) unsafe fn real_sigaltstack(ss: *const libc::stack_t, old: *mut libc::stack_t) -> i32 {
-    // SAFETY: forwarded contract.
-    let r = unsafe { libc::syscall(libc::SYS_sigaltstack, ss, old) };
+    // With the syscall guard's token where the guard is on (it traps a
+    // sigaltstack that sets a stack, and a re-issue from its trap handler
+    // would be undone by that handler's own rt_sigreturn). Trusted code
+    // only: the token lives in P-tagged memory.
+    let tok = if ss.is_null() {
+        core::ptr::null()
+    } else {
+        crate::guard::sigreturn_token()
+    };
+    // SAFETY: forwarded contract; `tok` is null or the token.
+    let r =
+        unsafe { trusted_syscall(libc::SYS_sigaltstack, [ss as u64, old as u64, 0, 0, 0], tok) };
     if r < 0 {
         -1
     } else {
