@@ -445,22 +445,9 @@ impl Compartment {
         f: *const (),
         regs: &CallRegs<'_>,
     ) -> Result<Returned, Error> {
-        if self.is_poisoned() {
-            return Err(self.poisoned());
-        }
-        assert!(regs.nsse <= 8, "at most eight SSE argument registers");
-        assert!(regs.callbacks.len() <= 6, "at most six callbacks per call");
-        assert!(
-            regs.stack.len() <= crate::gate::MAX_STACK_ARGS,
-            "the gate carries at most {} stack arguments",
-            crate::gate::MAX_STACK_ARGS
-        );
-        if let Some(p) = &self.inner.process {
-            return self.call_process(p, function, f, regs);
-        }
-        if self.inner.backend == Backend::None {
-            // SAFETY: forwarded contract.
-            return Ok(unsafe { call_direct(f, regs) });
+        // SAFETY: forwarded contract.
+        if let Some(r) = unsafe { self.before_gate(function, f, regs) } {
+            return r;
         }
         if crate::guard::INSPECT.load(Ordering::Relaxed) {
             // First call into this object: scan it (crate::guard::inspect).
@@ -488,8 +475,35 @@ impl Compartment {
         regs: &CallRegs<'_>,
         once: &InspectedOnce,
     ) -> Result<Returned, Error> {
+        // SAFETY: forwarded contract.
+        if let Some(r) = unsafe { self.before_gate(function, f, regs) } {
+            return r;
+        }
+        if !once.0.load(Ordering::Relaxed) {
+            once.inspect(f)?;
+        }
+        // SAFETY: forwarded contract; the function's object was inspected
+        // (by this call site, once).
+        unsafe { self.call_gated(function, f, regs) }
+    }
+
+    /// What every call checks before the gate, shared by
+    /// [`Compartment::call_regs`] and [`Compartment::call_regs_once`]: the
+    /// poisoned flag and the register limits; then the backends that do not
+    /// use the gate (`process`, `none`) make the call here. `None`: on to
+    /// the gate.
+    ///
+    /// # Safety
+    /// As for [`Compartment::call_regs`].
+    #[inline(always)]
+    unsafe fn before_gate(
+        &self,
+        function: &'static str,
+        f: *const (),
+        regs: &CallRegs<'_>,
+    ) -> Option<Result<Returned, Error>> {
         if self.is_poisoned() {
-            return Err(self.poisoned());
+            return Some(Err(self.poisoned()));
         }
         assert!(regs.nsse <= 8, "at most eight SSE argument registers");
         assert!(regs.callbacks.len() <= 6, "at most six callbacks per call");
@@ -499,18 +513,13 @@ impl Compartment {
             crate::gate::MAX_STACK_ARGS
         );
         if let Some(p) = &self.inner.process {
-            return self.call_process(p, function, f, regs);
+            return Some(self.call_process(p, function, f, regs));
         }
         if self.inner.backend == Backend::None {
             // SAFETY: forwarded contract.
-            return Ok(unsafe { call_direct(f, regs) });
+            return Some(Ok(unsafe { call_direct(f, regs) }));
         }
-        if !once.0.load(Ordering::Relaxed) {
-            once.inspect(f)?;
-        }
-        // SAFETY: forwarded contract; the function's object was inspected
-        // (by this call site, once).
-        unsafe { self.call_gated(function, f, regs) }
+        None
     }
 
     #[cold]

@@ -88,8 +88,14 @@ extern "C" fn own_string() -> *const u8 {
 fn calls_run_in_another_process() {
     let c = process("proc-basic");
     assert_eq!(c.backend(), Backend::Process);
+    // SAFETY: the C function named takes and returns exactly the argument
+    // and return types given here (its definition is in this test's C code,
+    // or libc's); memory it is handed is foreign memory or plain integers.
     let r: i64 = unsafe { c.call("add3", add3 as *const (), (1i64, 2i64, 39i64)) }.unwrap();
     assert_eq!(r, 42);
+    // SAFETY: the C function named takes and returns exactly the argument
+    // and return types given here (its definition is in this test's C code,
+    // or libc's); memory it is handed is foreign memory or plain integers.
     let pid: i32 = unsafe { c.call("my_pid", my_pid as *const (), ()) }.unwrap();
     assert_ne!(pid, std::process::id() as i32);
     assert_eq!(Some(pid), c.helper_pid());
@@ -114,9 +120,15 @@ fn floats_and_stack_arguments() {
         ..CallRegs::default()
     };
     // mix(a=5, x=2.5, b=1000, y=0.25, s7=7, s8=3): the ints go rdi, rsi, rdx, rcx.
+    // SAFETY: the C function named takes and returns exactly the argument
+    // and return types given here (its definition is in this test's C code,
+    // or libc's); memory it is handed is foreign memory or plain integers.
     let r = unsafe { c.call_regs("mix", mix as *const (), &regs) }.unwrap();
     assert_eq!(f64::from_bits(r.xmm0), 5.0 + 2.5 + 1000.0 + 0.25 + 73.0);
     let stack = [7u64, 8, 9];
+    // SAFETY: the C function named takes and returns exactly the argument
+    // and return types given here (its definition is in this test's C code,
+    // or libc's); memory it is handed is foreign memory or plain integers.
     let r = unsafe { c.call_words_stack("many", many as *const (), [1, 2, 3, 4, 5, 6], &stack) }
         .unwrap();
     assert_eq!(r[0], 1 + 4 + 9 + 16 + 25 + 36 + 49 + 64 + 81);
@@ -126,6 +138,9 @@ fn floats_and_stack_arguments() {
 fn foreign_buffers_are_shared_not_copied() {
     let c = process("proc-shared");
     let buf = ForeignBuf::zeroed(1 << 20).unwrap();
+    // SAFETY: the C function named takes and returns exactly the argument
+    // and return types given here (its definition is in this test's C code,
+    // or libc's); memory it is handed is foreign memory or plain integers.
     let n: usize = unsafe {
         c.call(
             "fill",
@@ -139,6 +154,9 @@ fn foreign_buffers_are_shared_not_copied() {
     // libc's own functions, resolved in the helper's libc.
     let s = ForeignBuf::from_str_nul("cofferdam").unwrap();
     let len: usize =
+        // SAFETY: the C function named takes and returns exactly the argument
+        // and return types given here (its definition is in this test's C code,
+        // or libc's); memory it is handed is foreign memory or plain integers.
         unsafe { c.call("strlen", libc::strlen as *const (), (s.as_foreign_ptr(),)) }.unwrap();
     assert_eq!(len, 9);
 }
@@ -146,6 +164,9 @@ fn foreign_buffers_are_shared_not_copied() {
 #[test]
 fn helper_memory_is_read_through_the_compartment() {
     let c = process("proc-read");
+    // SAFETY: the C function named takes and returns exactly the argument
+    // and return types given here (its definition is in this test's C code,
+    // or libc's); memory it is handed is foreign memory or plain integers.
     let p: ForeignPtr<u8> = unsafe { c.call("own_string", own_string as *const (), ()) }.unwrap();
     assert_eq!(c.read_foreign_cstr(p, 64).unwrap(), b"from the helper");
     if cofferdam::backend() == Backend::Process {
@@ -166,6 +187,9 @@ fn helper_memory_is_read_through_the_compartment() {
 #[test]
 fn a_fault_is_an_error_and_renew_restarts() {
     let c = process("proc-fault");
+    // SAFETY: the C function named takes and returns exactly the argument
+    // and return types given here (its definition is in this test's C code,
+    // or libc's); memory it is handed is foreign memory or plain integers.
     let e = unsafe { c.call::<_, usize>("strlen", libc::strlen as *const (), (0x10usize,)) }
         .unwrap_err();
     match &e {
@@ -179,6 +203,9 @@ fn a_fault_is_an_error_and_renew_restarts() {
     }
     assert!(c.is_poisoned());
     assert!(matches!(
+        // SAFETY: the C function named takes and returns exactly the argument
+        // and return types given here (its definition is in this test's C code,
+        // or libc's); memory it is handed is foreign memory or plain integers.
         unsafe { c.call::<_, i64>("add3", add3 as *const (), (1i64, 1i64, 1i64)) },
         Err(Error::Poisoned { .. })
     ));
@@ -186,6 +213,9 @@ fn a_fault_is_an_error_and_renew_restarts() {
     c.renew().unwrap();
     assert!(!c.is_poisoned());
     assert_ne!(c.helper_pid(), old);
+    // SAFETY: the C function named takes and returns exactly the argument
+    // and return types given here (its definition is in this test's C code,
+    // or libc's); memory it is handed is foreign memory or plain integers.
     let r: i64 = unsafe { c.call("add3", add3 as *const (), (1i64, 1i64, 1i64)) }.unwrap();
     assert_eq!(r, 3);
 }
@@ -195,12 +225,18 @@ fn renew_resets_library_statics() {
     let c = process("proc-statics");
     for want in 1..=3u64 {
         assert_eq!(
+            // SAFETY: the C function named takes and returns exactly the argument
+            // and return types given here (its definition is in this test's C code,
+            // or libc's); memory it is handed is foreign memory or plain integers.
             unsafe { c.call::<_, u64>("bump", bump as *const (), ()) }.unwrap(),
             want
         );
     }
     c.renew().unwrap();
     assert_eq!(
+        // SAFETY: the C function named takes and returns exactly the argument
+        // and return types given here (its definition is in this test's C code,
+        // or libc's); memory it is handed is foreign memory or plain integers.
         unsafe { c.call::<_, u64>("bump", bump as *const (), ()) }.unwrap(),
         1
     );
@@ -209,6 +245,9 @@ fn renew_resets_library_statics() {
 #[test]
 fn exit_and_abort_are_faults() {
     let c = process("proc-exit");
+    // SAFETY: the C function named takes and returns exactly the argument
+    // and return types given here (its definition is in this test's C code,
+    // or libc's); memory it is handed is foreign memory or plain integers.
     let e = unsafe { c.call::<_, ()>("exit", libc::exit as *const (), (7i32,)) }.unwrap_err();
     match e {
         Error::Fault(f) => assert_eq!(f.kind, FaultKind::Exit, "{f}"),
@@ -216,6 +255,9 @@ fn exit_and_abort_are_faults() {
     }
     assert!(c.is_poisoned());
     c.renew().unwrap();
+    // SAFETY: the C function named takes and returns exactly the argument
+    // and return types given here (its definition is in this test's C code,
+    // or libc's); memory it is handed is foreign memory or plain integers.
     let e = unsafe { c.call::<_, ()>("abort", libc::abort as *const (), ()) }.unwrap_err();
     match e {
         Error::Fault(f) => assert_eq!(f.kind, FaultKind::Abort, "{f}"),
@@ -251,6 +293,9 @@ fn an_endless_loop_times_out_and_renew_recovers() {
         .build()
         .unwrap();
     let t = Instant::now();
+    // SAFETY: the C function named takes and returns exactly the argument
+    // and return types given here (its definition is in this test's C code,
+    // or libc's); memory it is handed is foreign memory or plain integers.
     let e = unsafe { c.call::<_, i32>("spin_forever", spin_forever as *const (), ()) }.unwrap_err();
     assert!(
         matches!(e, Error::Timeout { function, .. } if function == "spin_forever"),
@@ -263,6 +308,9 @@ fn an_endless_loop_times_out_and_renew_recovers() {
     );
     assert!(c.is_poisoned());
     c.renew().unwrap();
+    // SAFETY: the C function named takes and returns exactly the argument
+    // and return types given here (its definition is in this test's C code,
+    // or libc's); memory it is handed is foreign memory or plain integers.
     let r: i64 = unsafe { c.call("add3", add3 as *const (), (2i64, 2i64, 2i64)) }.unwrap();
     assert_eq!(r, 6);
 }
@@ -275,6 +323,9 @@ fn the_memory_limit_holds() {
             .memory_limit(limit << 20)
             .build()
             .unwrap();
+        // SAFETY: the C function named takes and returns exactly the argument
+        // and return types given here (its definition is in this test's C code,
+        // or libc's); memory it is handed is foreign memory or plain integers.
         unsafe { c.call("grab_all", grab_all as *const (), ()) }.unwrap()
     };
     let small = grab(32);
@@ -299,6 +350,9 @@ fn eight_threads_call_one_compartment() {
             std::thread::spawn(move || {
                 for i in 0..2000i64 {
                     let r: i64 =
+                        // SAFETY: the C function named takes and returns exactly the argument
+                        // and return types given here (its definition is in this test's C code,
+                        // or libc's); memory it is handed is foreign memory or plain integers.
                         unsafe { c.call("add3", add3 as *const (), (t, i, 1i64)) }.unwrap();
                     assert_eq!(r, t + i + 1);
                 }
@@ -315,6 +369,9 @@ fn the_helper_cannot_reach_the_parent() {
     let c = process("proc-ptrace");
     let ppid = std::process::id() as i64;
     // ptrace(PTRACE_ATTACH, parent): the helper's filter traps it.
+    // SAFETY: the C function named takes and returns exactly the argument
+    // and return types given here (its definition is in this test's C code,
+    // or libc's); memory it is handed is foreign memory or plain integers.
     let e = unsafe {
         c.call::<_, i64>(
             "syscall",
@@ -332,6 +389,9 @@ fn the_helper_cannot_reach_the_parent() {
     }
     c.renew().unwrap();
     // kill(parent, SIGKILL): trapped too.
+    // SAFETY: the C function named takes and returns exactly the argument
+    // and return types given here (its definition is in this test's C code,
+    // or libc's); memory it is handed is foreign memory or plain integers.
     let e = unsafe {
         c.call::<_, i32>(
             "kill",
@@ -346,7 +406,13 @@ fn the_helper_cannot_reach_the_parent() {
     );
     // The same kill aimed at the helper itself is allowed (abort uses it).
     c.renew().unwrap();
+    // SAFETY: the C function named takes and returns exactly the argument
+    // and return types given here (its definition is in this test's C code,
+    // or libc's); memory it is handed is foreign memory or plain integers.
     let me: i32 = unsafe { c.call("my_pid", my_pid as *const (), ()) }.unwrap();
+    // SAFETY: the C function named takes and returns exactly the argument
+    // and return types given here (its definition is in this test's C code,
+    // or libc's); memory it is handed is foreign memory or plain integers.
     let r: i32 = unsafe { c.call("kill", libc::kill as *const (), (me, 0i32)) }.unwrap();
     assert_eq!(r, 0);
 }
@@ -422,6 +488,9 @@ fn the_helper_starts_clean_and_confined() {
     // Not a fork: none of this process's environment is there.
     assert!(std::env::var_os("PATH").is_some());
     let name = ForeignBuf::from_str_nul("PATH").unwrap();
+    // SAFETY: the C function named takes and returns exactly the argument
+    // and return types given here (its definition is in this test's C code,
+    // or libc's); memory it is handed is foreign memory or plain integers.
     let v: ForeignPtr<u8> = unsafe {
         c.call(
             "getenv",
@@ -452,6 +521,9 @@ fn the_helper_starts_clean_and_confined() {
     .unwrap();
     assert_eq!(there, -1);
     let errno: *mut i32 =
+        // SAFETY: the C function named takes and returns exactly the argument
+        // and return types given here (its definition is in this test's C code,
+        // or libc's); memory it is handed is foreign memory or plain integers.
         unsafe { c.call("__errno_location", libc::__errno_location as *const (), ()) }.unwrap();
     let e = c
         .read_foreign(ForeignPtr::<i32>::from_addr(errno as usize), 1)

@@ -232,6 +232,18 @@ impl B {
         self.bind(no);
     }
 
+    /// `if args[a] == 0 goto null else goto set` (both halves).
+    fn null_or(&mut self, a: u32, null: usize, set: usize) {
+        let nonzero = self.label();
+        self.ld(arg_lo(a));
+        self.j(JEQ_K, 0, T::Next, T::L(nonzero));
+        self.ld(arg_hi(a));
+        self.j(JEQ_K, 0, T::Next, T::L(nonzero));
+        self.ja(null);
+        self.bind(nonzero);
+        self.ja(set);
+    }
+
     /// `if args[a] & bit goto l` (low half).
     fn jset_far(&mut self, a: u32, bit: u32, l: usize) {
         self.ld(arg_lo(a));
@@ -360,32 +372,20 @@ pub(crate) fn program(ranges: &[(u64, u64)], token: u64) -> Vec<SockFilter> {
     let eperm = b.label();
     b.bind(sigaction);
     b.token(token, allow);
-    {
-        let set = b.label();
-        b.ld(arg_lo(1));
-        b.j(JEQ_K, 0, T::Next, T::L(set));
-        b.ld(arg_hi(1));
-        b.j(JEQ_K, 0, T::Next, T::L(set));
-        b.ja(allow);
-        b.bind(set);
-        b.ld(arg_lo(0));
-        for sig in RESERVED_SIGNALS {
-            b.jeq_far(sig, eperm);
-        }
-        b.ja(allow);
+    let set = b.label();
+    b.null_or(1, allow, set);
+    b.bind(set);
+    b.ld(arg_lo(0));
+    for sig in RESERVED_SIGNALS {
+        b.jeq_far(sig, eperm);
     }
+    b.ja(allow);
     b.bind(altstack);
     b.token(token, allow);
-    {
-        let set = b.label();
-        b.ld(arg_lo(0));
-        b.j(JEQ_K, 0, T::Next, T::L(set));
-        b.ld(arg_hi(0));
-        b.j(JEQ_K, 0, T::Next, T::L(set));
-        b.ja(allow);
-        b.bind(set);
-        b.ja(trap);
-    }
+    let set = b.label();
+    b.null_or(0, allow, set);
+    b.bind(set);
+    b.ja(trap);
     b.bind(eperm);
     b.ret(RET_ERRNO | EPERM);
 
