@@ -85,3 +85,51 @@ fn a_library_loaded_later_is_covered_by_the_policy() {
     assert!(matches!(r, Err(Error::Fault(_))), "{r:?}");
     assert!(!out.to_vec().starts_with(b"COFFERDAM"));
 }
+
+/// The signal entry trusts a frame for lying on the thread's alternate-stack
+/// slot (P-tagged): foreign code may not unmap or remap that arena to put a
+/// page of its own there. Unprotected (no guard), the same `munmap` succeeds.
+#[test]
+fn foreign_code_cannot_unmap_or_remap_the_alternate_stacks() {
+    if !common::mpk_or_skip("foreign_code_cannot_unmap_or_remap_the_alternate_stacks") {
+        return;
+    }
+    let c = Compartment::new("arena").unwrap();
+    // A first call adopts this thread; its alternate stack is its slot.
+    // SAFETY: getpid() takes nothing.
+    let _: i32 = unsafe { c.call("getpid", libc::getpid as *const (), ()) }.unwrap();
+    // SAFETY: a query into a local.
+    let mut ss: libc::stack_t = unsafe { std::mem::zeroed() };
+    // SAFETY: as above.
+    assert_eq!(unsafe { libc::sigaltstack(std::ptr::null(), &mut ss) }, 0);
+    let slot = ss.ss_sp as usize;
+    assert!(
+        cofferdam::is_protected(slot, 4096),
+        "the slot is protected memory"
+    );
+    for (nr, args) in [
+        (libc::SYS_munmap, [slot, 4096, 0]),
+        (libc::SYS_mremap, [slot, 4096, 8192]),
+        (
+            libc::SYS_madvise,
+            [slot, 4096, libc::MADV_DONTNEED as usize],
+        ),
+    ] {
+        // SAFETY: libc's syscall(long, ...) with integer arguments; the
+        // call is refused before it runs.
+        let r: Result<i64, Error> = unsafe {
+            c.call(
+                "syscall",
+                libc::syscall as *const (),
+                (nr, args[0], args[1], args[2], 1usize),
+            )
+        };
+        match &r {
+            Err(Error::Fault(f)) => {
+                assert!(matches!(f.kind, FaultKind::Syscall { .. }), "{f}")
+            }
+            other => panic!("syscall {nr} on the arena was not refused: {other:?}"),
+        }
+        c.renew().unwrap();
+    }
+}

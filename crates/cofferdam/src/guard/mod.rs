@@ -140,6 +140,8 @@ fn install() -> Result<(), &'static str> {
     unsafe { (tok as *mut u64).write_volatile(token) };
     let cfg = gate::config::CONFIG.0.get() as usize;
     let (table, table_len) = crate::fault::table_page();
+    let c = gate::config::get();
+    let ctl_end = c.state_base + c.state_len + c.nslots * crate::callback::SLOT_SIZE;
     let ranges = [
         (start as u64, (start + len) as u64),
         (cfg as u64, (cfg + 4096) as u64),
@@ -148,6 +150,11 @@ fn install() -> Result<(), &'static str> {
         crate::statics::data_range()
             .map(|(s, e)| (s as u64, e as u64))
             .unwrap_or((table as u64, (table + table_len) as u64)),
+        // The thread-state table with the callback slots, and the arena of
+        // alternate signal stacks: the signal entry trusts a frame for lying
+        // there, so foreign code may not unmap or remap any of it.
+        (c.state_base as u64, ctl_end as u64),
+        (c.alt_base as u64, (c.alt_base + c.alt_len) as u64),
     ];
     let policy = bpf::program(&ranges, token);
     // Scoped to this process's code (`scope.rs`): programs this process

@@ -186,7 +186,8 @@ mod tests {
     #[test]
     fn this_process_has_executable_ranges_covering_its_code() {
         let r = executable_ranges().unwrap();
-        let here = this_process_has_executable_ranges_covering_its_code as *const () as usize as u64;
+        let here =
+            this_process_has_executable_ranges_covering_its_code as *const () as usize as u64;
         assert!(r.iter().any(|&(s, e)| s <= here && here < e));
     }
 }
