@@ -66,6 +66,8 @@ pub mod ffi {
         pub fn cd_assert_positive(x: i32) -> i32;
         pub fn cd_raise_segv();
         pub fn cd_bad_sp();
+        pub fn cd_exit(code: i32);
+        pub fn cd__exit(code: i32);
         // c/stacks.c
         pub fn cd_smash_up(canary: u64, max: usize) -> i32;
         pub fn cd_environ_hunt(canary: u64, max: usize) -> i32;

@@ -226,3 +226,30 @@ pub(crate) fn keep() {
     ];
     core::hint::black_box(fs);
 }
+
+static EXIT: AtomicUsize = AtomicUsize::new(0);
+
+/// Cofferdam's `exit`: from foreign code (on mpk) it goes straight to the
+/// `exit_group` system call, which the syscall guard refuses: the gate call
+/// ends with `Err(Fault)` of kind `exit` (the program, not the library,
+/// decides when to exit), and the program's exit handlers do not run in
+/// foreign code's context. From trusted code, glibc's `exit`.
+///
+/// # Safety
+/// As for `exit(3)`.
+#[no_mangle]
+pub unsafe extern "C" fn exit(code: c_int) -> ! {
+    if crate::gate::config::get().deny_mask != 0 && gate::foreign_running() {
+        // SAFETY: exit_group has no memory arguments; under the guard it
+        // ends this gate call and does not return here.
+        unsafe { libc::syscall(libc::SYS_exit_group, code) };
+        // Refused outside any gate call (a thread foreign code started):
+        // that thread ends, the program does not.
+        sys::exit_thread();
+    }
+    type F = unsafe extern "C" fn(c_int) -> !;
+    // SAFETY: glibc's exit has this type.
+    let real: F = unsafe { core::mem::transmute(real(&EXIT, c"exit")) };
+    // SAFETY: forwarded contract.
+    unsafe { real(code) }
+}

@@ -1,7 +1,8 @@
 //! Every synchronous fault in foreign code becomes `Err(Fault)` of its own
 //! kind and poisons the compartment, and the program carries on: SIGFPE,
 //! SIGILL, SIGTRAP, SIGABRT (`abort`, a failed `assert`), a fault signal the
-//! library sends itself, and a return with a wrong stack pointer. Each case
+//! library sends itself, a return with a wrong stack pointer, and (where the
+//! syscall guard is on: mpk) `exit` and `_exit`. Each case
 //! first shows, in a child process that calls the function bare, that it
 //! ends an ordinary program; then that it is contained, on the backend in
 //! force (mpk where the CPU has keys) and on `split`.
@@ -21,6 +22,9 @@ struct Case {
     bare: fn(),
     gated: fn(&Compartment) -> Result<(), Error>,
     kind_ok: fn(FaultKind) -> bool,
+    /// Contained only where the syscall guard is on (mpk): `exit` ends in
+    /// the `exit_group` system call, which only the guard sees.
+    mpk_only: bool,
 }
 
 fn cases() -> Vec<Case> {
@@ -37,6 +41,7 @@ fn cases() -> Vec<Case> {
                     .map(drop)
             },
             kind_ok: |k| matches!(k, FaultKind::Arithmetic { .. }),
+            mpk_only: false,
         },
         Case {
             name: "ud2",
@@ -45,6 +50,7 @@ fn cases() -> Vec<Case> {
             // SAFETY: cd_ud2(void).
             gated: |c| unsafe { c.call::<_, ()>("cd_ud2", ffi::cd_ud2 as *const (), ()) },
             kind_ok: |k| matches!(k, FaultKind::IllegalInstruction { .. }),
+            mpk_only: false,
         },
         Case {
             name: "int3",
@@ -53,6 +59,7 @@ fn cases() -> Vec<Case> {
             // SAFETY: cd_int3(void).
             gated: |c| unsafe { c.call::<_, ()>("cd_int3", ffi::cd_int3 as *const (), ()) },
             kind_ok: |k| k == FaultKind::Breakpoint,
+            mpk_only: false,
         },
         Case {
             name: "abort",
@@ -61,6 +68,7 @@ fn cases() -> Vec<Case> {
             // SAFETY: cd_abort(void).
             gated: |c| unsafe { c.call::<_, ()>("cd_abort", ffi::cd_abort as *const (), ()) },
             kind_ok: |k| k == FaultKind::Abort,
+            mpk_only: false,
         },
         Case {
             name: "assert",
@@ -80,6 +88,7 @@ fn cases() -> Vec<Case> {
                 .map(drop)
             },
             kind_ok: |k| k == FaultKind::Abort,
+            mpk_only: false,
         },
         Case {
             name: "raise_segv",
@@ -100,6 +109,7 @@ fn cases() -> Vec<Case> {
                     signal: libc::SIGSEGV,
                 }
             },
+            mpk_only: false,
         },
         Case {
             name: "bad_sp",
@@ -109,6 +119,25 @@ fn cases() -> Vec<Case> {
             // SAFETY: cd_bad_sp(void).
             gated: |c| unsafe { c.call::<_, ()>("cd_bad_sp", ffi::cd_bad_sp as *const (), ()) },
             kind_ok: |k| k == FaultKind::Integrity,
+            mpk_only: false,
+        },
+        Case {
+            name: "exit",
+            // SAFETY: the exit is the test.
+            bare: || unsafe { ffi::cd_exit(3) },
+            // SAFETY: cd_exit(int).
+            gated: |c| unsafe { c.call::<_, ()>("cd_exit", ffi::cd_exit as *const (), (3,)) },
+            kind_ok: |k| k == FaultKind::Exit,
+            mpk_only: true,
+        },
+        Case {
+            name: "_exit",
+            // SAFETY: the exit is the test.
+            bare: || unsafe { ffi::cd__exit(3) },
+            // SAFETY: cd__exit(int).
+            gated: |c| unsafe { c.call::<_, ()>("cd__exit", ffi::cd__exit as *const (), (3,)) },
+            kind_ok: |k| k == FaultKind::Exit,
+            mpk_only: true,
         },
     ]
 }
@@ -173,6 +202,9 @@ fn each_fatal_signal_kills_an_ordinary_program() {
 
 fn contained_on(backend: Option<&str>) {
     for case in cases() {
+        if case.mpk_only && backend.is_some() {
+            continue;
+        }
         let env: Vec<(&str, &str)> = backend
             .map(|b| ("COFFERDAM_BACKEND", b))
             .into_iter()

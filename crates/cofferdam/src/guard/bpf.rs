@@ -65,6 +65,7 @@ const EPERM: u32 = 1;
 /// x86_64 syscall numbers the filter looks at.
 pub(crate) mod nr {
     pub const RT_SIGRETURN: u32 = 15;
+    pub const EXIT_GROUP: u32 = 231;
     pub const RT_SIGACTION: u32 = 13;
     pub const SIGALTSTACK: u32 = 131;
     pub const MMAP: u32 = 9;
@@ -82,6 +83,7 @@ pub(crate) mod nr {
 
 /// i386 numbers (`int 0x80`).
 mod nr32 {
+    pub const EXIT_GROUP: u32 = 252;
     pub const SIGRETURN: u32 = 119;
     pub const RT_SIGRETURN: u32 = 173;
     pub const OLD_MMAP: u32 = 90;
@@ -342,6 +344,9 @@ pub(crate) fn program(ranges: &[(u64, u64)], token: u64) -> Vec<SockFilter> {
     b.jeq_far(nr::MMAP, mmap);
     b.jeq_far(nr::MREMAP, mremap);
     b.jeq_far(nr::RT_SIGRETURN, always);
+    // exit_group: trusted code's is re-issued; foreign code's ends its gate
+    // call (the program, not the library, decides when to exit).
+    b.jeq_far(nr::EXIT_GROUP, always);
     let sigaction = b.label();
     let altstack = b.label();
     b.jeq_far(nr::RT_SIGACTION, sigaction);
@@ -444,6 +449,7 @@ pub(crate) fn program(ranges: &[(u64, u64)], token: u64) -> Vec<SockFilter> {
     let mremap32 = b.label();
     let mmap32 = b.label();
     for n in [
+        nr32::EXIT_GROUP,
         nr32::SIGRETURN,
         nr32::RT_SIGRETURN,
         nr32::OLD_MMAP,
@@ -629,6 +635,7 @@ pub(crate) mod tests {
         assert_eq!(v(nr::SIGALTSTACK, [0, 0x1000, 0, 0, 0, 0]), RET_ALLOW);
         assert_eq!(v(nr::SIGALTSTACK, [0x1000, 0, 0, 0, 0, 0]), RET_TRAP);
         for n in [
+            nr::EXIT_GROUP,
             nr::RT_SIGRETURN,
             nr::PKEY_MPROTECT,
             nr::PKEY_ALLOC,

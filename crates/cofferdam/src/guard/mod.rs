@@ -402,6 +402,7 @@ pub(crate) fn syscall_name(nr: u32, i386: bool) -> &'static str {
     use bpf::nr::*;
     match nr {
         RT_SIGRETURN => "rt_sigreturn",
+        EXIT_GROUP => "exit_group",
         SIGALTSTACK => "sigaltstack",
         MMAP => "mmap",
         MPROTECT => "mprotect",
