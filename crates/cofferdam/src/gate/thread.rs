@@ -542,15 +542,7 @@ fn tag_stack(st: &mut ThreadState, pkey: u32) {
             // SAFETY: [lo, hi) is this thread's own stack below its TLS and
             // start-up data; tagging changes who may access it, not what it
             // holds, and this thread keeps the rights (PKRU allows P here).
-            let r = unsafe {
-                sys::pkey_mprotect(
-                    lo as *mut c_void,
-                    hi - lo,
-                    libc::PROT_READ | libc::PROT_WRITE,
-                    pkey,
-                )
-            };
-            if r.is_ok() {
+            if unsafe { retag_trusted(lo, hi - lo, pkey) } {
                 st.stack_lo.store(lo, Ordering::Relaxed);
                 st.stack_hi.store(hi, Ordering::Release);
             } else {
@@ -594,26 +586,21 @@ fn tag_tls(st: &mut ThreadState, pkey: u32) {
 /// code, issued with the syscall guard's token (read from protected memory
 /// into the sixth argument register only, `gate/syscall.rs`), so that the
 /// guard lets it through without a SIGSYS trap and re-issue: two of these
-/// per thread (tag at the first call, untag at exit) stay cheap. Without a
-/// guard the token word is 0 and the kernel ignores the sixth argument.
+/// per thread (tag at the first call, untag at exit) stay cheap. Without the
+/// guard it is a plain system call (`sys::trusted_syscall`).
 ///
 /// # Safety
 /// As for `sys::pkey_mprotect`: the caller owns the pages.
 unsafe fn retag_trusted(addr: usize, len: usize, key: u32) -> bool {
     let prot = (libc::PROT_READ | libc::PROT_WRITE) as u64;
-    match crate::alloc::state_area() {
-        // SAFETY: the token's home is the state area's first word, readable
-        // with the rights trusted code runs with; the syscall is the one
-        // the caller is entitled to (caller's contract).
-        Some(tok) => unsafe {
-            super::syscall::syscall_with_token(
-                libc::SYS_pkey_mprotect,
-                [addr as u64, len as u64, prot, key as u64, 0],
-                tok as *const u64,
-            ) == 0
-        },
-        // SAFETY: forwarded contract.
-        None => unsafe { sys::pkey_mprotect(addr as *mut c_void, len, prot as i32, key) }.is_ok(),
+    // SAFETY: forwarded contract; the token (or null without the guard) is
+    // readable with the rights trusted code runs with.
+    unsafe {
+        sys::trusted_syscall(
+            libc::SYS_pkey_mprotect,
+            [addr as u64, len as u64, prot, key as u64, 0],
+            crate::guard::sigreturn_token(),
+        ) == 0
     }
 }
 
@@ -645,14 +632,7 @@ fn leave() {
     if hi > lo {
         // SAFETY: the range this thread tagged; key 0 gives it back to
         // whoever reuses the stack.
-        let _ = unsafe {
-            sys::pkey_mprotect(
-                lo as *mut c_void,
-                hi - lo,
-                libc::PROT_READ | libc::PROT_WRITE,
-                0,
-            )
-        };
+        let _ = unsafe { retag_trusted(lo, hi - lo, 0) };
         st.stack_hi.store(0, Ordering::Release);
         st.stack_lo.store(0, Ordering::Relaxed);
     }
