@@ -133,3 +133,62 @@ fn foreign_code_cannot_unmap_or_remap_the_alternate_stacks() {
         c.renew().unwrap();
     }
 }
+
+/// `rt_sigqueueinfo` to this process may carry any siginfo with
+/// si_code >= 0, a "seccomp" SIGSYS included: it must not make the guard's
+/// handler re-issue a call (with the interrupted thread's registers and
+/// rights) nor kill the process. Sent here from trusted code, which is where
+/// a process-directed signal from foreign code could land.
+#[test]
+fn a_sigsys_sent_with_rt_sigqueueinfo_is_not_a_trap() {
+    if !common::mpk_or_skip("a_sigsys_sent_with_rt_sigqueueinfo_is_not_a_trap") {
+        return;
+    }
+    let _c = Compartment::new("forged-sigsys").unwrap();
+    let before = cofferdam::info().guard.reissued_syscalls;
+    // A siginfo as seccomp would fill it: SIGSYS, si_code SYS_SECCOMP (1),
+    // si_call_addr, si_syscall (getpid), si_arch (x86_64).
+    let mut info = [0u8; 128];
+    info[0..4].copy_from_slice(&libc::SIGSYS.to_ne_bytes());
+    info[8..12].copy_from_slice(&1i32.to_ne_bytes());
+    info[16..24].copy_from_slice(&0x1000usize.to_ne_bytes());
+    info[24..28].copy_from_slice(&(libc::SYS_getpid as i32).to_ne_bytes());
+    info[28..32].copy_from_slice(&0xC000_003Eu32.to_ne_bytes());
+    // The kernel takes si_code >= 0 only from a process's main thread (the
+    // test runs on another): in a forked child, the one thread is its main.
+    // SAFETY: fork; the child only signals itself, reads a counter and
+    // leaves with _exit.
+    let pid = unsafe { libc::fork() };
+    if pid == 0 {
+        // SAFETY: rt_sigqueueinfo(own pid, SIGSYS, &info): the signal is the
+        // test.
+        let r = unsafe {
+            libc::syscall(
+                libc::SYS_rt_sigqueueinfo,
+                libc::getpid(),
+                libc::SIGSYS,
+                info.as_ptr(),
+            )
+        };
+        // SAFETY: getpid has no preconditions.
+        let me = unsafe { libc::getpid() } as i64;
+        let code = if r == me {
+            1 // the guard re-issued getpid into this thread's rax
+        } else if r != 0 {
+            2 // the kernel refused the forged siginfo: nothing was tested
+        } else if cofferdam::info().guard.reissued_syscalls != before {
+            1 // the forged SIGSYS made the guard re-issue a call
+        } else {
+            0
+        };
+        // SAFETY: ends the forked child.
+        unsafe { libc::_exit(code) };
+    }
+    let mut status = 0;
+    // SAFETY: waits for the child just forked.
+    unsafe { libc::waitpid(pid, &mut status, 0) };
+    assert!(
+        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+        "child status {status:#x} (exit 1: the guard re-issued a call for it; 2: not sent; a signal: killed)"
+    );
+}

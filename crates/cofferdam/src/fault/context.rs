@@ -59,6 +59,13 @@ impl SignalContext {
         unsafe { ((self.info as *const u8).add(32) as *const i32).read_unaligned() }
     }
 
+    /// For a seccomp SIGSYS: `si_call_addr` (byte 16), the address after the
+    /// trapped `syscall` instruction.
+    pub(crate) fn call_addr(&self) -> usize {
+        // SAFETY: the kernel's siginfo (contract of `new`); 128 bytes.
+        unsafe { ((self.info as *const u8).add(16) as *const usize).read_unaligned() }
+    }
+
     /// For a seccomp SIGSYS: the syscall number (`si_syscall`, byte 24) and
     /// the audit architecture (`si_arch`, byte 28).
     pub(crate) fn syscall(&self) -> (u32, u32) {

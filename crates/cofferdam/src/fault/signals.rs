@@ -235,8 +235,17 @@ pub(crate) unsafe fn forward(sig: c_int, info: *mut libc::siginfo_t, ctx: *mut c
     }
     // SAFETY: info is the kernel's siginfo for this signal (or null).
     let sent = info.is_null() || unsafe { (*info).si_code } <= 0;
-    if h == libc::SIG_DFL && sent && is_fault_signal(sig) && sig != libc::SIGABRT {
-        // A fault signal someone sent (kill, tgkill) is not a fault: its
+    // Under the guard, a SIGSYS that reaches here is not one of its traps
+    // (`guard::on_sigsys` took those): someone sent it, whatever si_code
+    // says (rt_sigqueueinfo may claim SYS_SECCOMP).
+    let sent = sent || (sig == libc::SIGSYS && !crate::guard::sigreturn_token().is_null());
+    if h == libc::SIG_DFL
+        && sent
+        && (is_fault_signal(sig) || sig == libc::SIGSYS)
+        && sig != libc::SIGABRT
+    {
+        // A fault signal (or SIGSYS) someone sent (kill, tgkill,
+        // rt_sigqueueinfo) is not a fault nor a trap: its
         // default action is not taken, so that no thread, foreign or not,
         // can take Cofferdam's entry out of the kernel by sending it. (A
         // sent SIGABRT keeps its meaning: abort() ends the process.)

@@ -434,6 +434,14 @@ pub(crate) unsafe fn on_sigsys(
         return false;
     }
     let (nr, arch) = cx.syscall();
+    // A SIGSYS that says "seccomp" is not proof of one: `rt_sigqueueinfo` to
+    // this process may carry any siginfo with si_code >= 0. A real trap
+    // leaves the call rolled back: rax holds the syscall number and rip is
+    // the address the siginfo names (just after the `syscall` instruction).
+    // Anything else is not the guard's (and a sent SIGSYS is dropped).
+    if cx.reg(libc::REG_RAX) != nr as u64 || cx.ip() != cx.call_addr() {
+        return false;
+    }
     let args = cx.args();
     // The gate call foreign code is running in, if it made this call.
     let foreign = crate::fault::foreign_call(cx, st);
