@@ -197,6 +197,96 @@ pub(crate) extern "C" fn cofferdam_callback_dispatch(slot_index: u64, f: *mut Cb
     }
 }
 
+/// Runs callback `slot_index` for a call on the `process` backend: foreign
+/// code in the helper called that slot's stub while the call that armed
+/// `armed` (the slots it passed) was in progress on this thread. The same
+/// checks as [`cofferdam_callback_dispatch`]: the slot must be one of
+/// `armed` (so only during the call that passed it: a stub kept and called
+/// in a later call, or during a nested call that did not pass it, is
+/// refused), allocated, not already running, and every argument valid for
+/// its Rust type. Runs on the calling thread (the one waiting for the
+/// helper), with a panic caught.
+///
+/// Returns the words for C (rax, rdx, xmm0, xmm1: the error value when
+/// refused) and, when the callback failed (an invalid argument, a panic),
+/// why: the call then returns [`Error::Callback`].
+pub(crate) fn run_for_process(
+    slot_index: u32,
+    armed: &[u32],
+    gpr: [u64; 6],
+    sse: [u64; 8],
+) -> ([u64; 4], Option<String>) {
+    let Some(s) = slot(slot_index as usize) else {
+        return ([0; 4], None);
+    };
+    let error = [s.error, 0, s.error_sse, 0];
+    // `busy` is only touched by the thread that armed the slot (a Callback
+    // is not Send): a plain load and store suffice, as in the gate's
+    // dispatcher.
+    if !armed.contains(&slot_index)
+        || s.in_use.load(Ordering::Acquire) != 1
+        || s.busy.load(Ordering::Relaxed) == 1
+    {
+        s.refused.fetch_add(1, Ordering::Relaxed);
+        return (error, None);
+    }
+    let f = CbFrame {
+        gpr,
+        sse,
+        foreign_rsp: 0,
+        state: 0,
+        old_top: 0,
+        slot: slot_index as u64,
+        c_mxcsr: 0,
+        c_fpucw: 0,
+        _pad: 0,
+        ret: [0; 4],
+        _pad2: 0,
+    };
+    s.busy.store(1, Ordering::Relaxed);
+    let inv = s.invoke.load(Ordering::Acquire) as *mut Box<Erased<'static>>;
+    // SAFETY: `invoke` is set while the slot is in use (checked above), and
+    // the Callback that owns it cannot be dropped while it runs: it is armed
+    // for the call in progress, which its owner made on this thread and
+    // which is suspended below us (its `Drop` leaks the function when
+    // `busy`).
+    let r = catch_unwind(AssertUnwindSafe(|| unsafe { (**inv)(&f) }));
+    s.busy.store(0, Ordering::Relaxed);
+    match r {
+        Ok(Ok(words)) => (words, None),
+        Ok(Err(why)) => {
+            s.refused.fetch_add(1, Ordering::Relaxed);
+            (error, Some(why))
+        }
+        Err(panic) => {
+            let msg = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "a non-string payload".into());
+            (error, Some(format!("the callback panicked: {msg}")))
+        }
+    }
+}
+
+/// What C gets from slot `i` when a call is refused: rax and xmm0.
+pub(crate) fn error_words(i: u32) -> [u64; 2] {
+    slot(i as usize).map_or([0; 2], |s| [s.error, s.error_sse])
+}
+
+/// Counts `n` refusals that happened elsewhere (in a helper process) on
+/// slot `i`.
+pub(crate) fn add_refusals(i: u32, n: u64) {
+    if let Some(s) = slot(i as usize) {
+        s.refused.fetch_add(n, Ordering::Relaxed);
+    }
+}
+
+/// The address of slot `i`'s stub in this process.
+pub(crate) fn stub_addr(i: u32) -> usize {
+    stub_of(i).addr()
+}
+
 /// The register class of a callback parameter: an integer register.
 #[derive(Debug)]
 pub enum Int {}

@@ -8,7 +8,11 @@ static GLOBAL: cofferdam::ProtectedAlloc = cofferdam::ProtectedAlloc;
 
 use std::time::{Duration, Instant};
 
-use cofferdam::{Backend, CallRegs, Compartment, Error, FaultKind, ForeignBuf, ForeignPtr};
+use core::cell::Cell;
+
+use cofferdam::{
+    Backend, CallRegs, Callback, Compartment, Error, FaultKind, ForeignBuf, ForeignPtr, ForeignVec,
+};
 
 fn process(name: &str) -> Compartment {
     Compartment::builder(name)
@@ -271,7 +275,14 @@ fn a_killed_helper_is_a_fault() {
     let pid = c.helper_pid().unwrap();
     // SAFETY: signals the helper we started.
     unsafe { libc::kill(pid, libc::SIGKILL) };
-    std::thread::sleep(Duration::from_millis(50));
+    // Wait until it is gone (kill is asynchronous): its /proc entry turns
+    // into a zombie's, which the compartment has not reaped yet.
+    while std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .is_ok_and(|st| !st.contains(") Z"))
+    {
+        std::thread::yield_now();
+    }
+    // SAFETY: add3(i64, i64, i64) -> i64, a function of this test.
     let e = unsafe { c.call::<_, i64>("add3", add3 as *const (), (1i64, 1i64, 1i64)) }.unwrap_err();
     match e {
         Error::Fault(f) => assert_eq!(
@@ -301,11 +312,9 @@ fn an_endless_loop_times_out_and_renew_recovers() {
         matches!(e, Error::Timeout { function, .. } if function == "spin_forever"),
         "{e:?}"
     );
+    // Not before the timeout (how long after it is the machine's business).
     let spent = t.elapsed();
-    assert!(
-        spent >= Duration::from_millis(300) && spent < Duration::from_secs(5),
-        "{spent:?}"
-    );
+    assert!(spent >= Duration::from_millis(300), "{spent:?}");
     assert!(c.is_poisoned());
     c.renew().unwrap();
     // SAFETY: the C function named takes and returns exactly the argument
@@ -511,6 +520,7 @@ fn the_helper_starts_clean_and_confined() {
     assert!(here >= 0);
     // SAFETY: closing the descriptor just opened.
     unsafe { libc::close(here) };
+    // SAFETY: socket(int, int, int) -> int, libc's, with integer arguments.
     let there: i32 = unsafe {
         c.call(
             "socket",
@@ -529,4 +539,111 @@ fn the_helper_starts_clean_and_confined() {
         .read_foreign(ForeignPtr::<i32>::from_addr(errno as usize), 1)
         .unwrap();
     assert_eq!(e, [libc::EPERM]);
+}
+
+type Cmp = fn(ForeignPtr<i32>, ForeignPtr<i32>) -> i32;
+
+#[test]
+fn a_callback_from_the_child_runs_here() {
+    let c = process("proc-qsort");
+    let mut x: u32 = 2463534242;
+    let data: Vec<i32> = (0..5000)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            (x % 10_000) as i32
+        })
+        .collect();
+    let v = ForeignVec::<i32>::from_slice(&data).unwrap();
+    let calls = Cell::new(0u64);
+    let here = std::thread::current().id();
+    let cmp = Callback::<Cmp>::new(|a, b| {
+        // On the calling thread, in this process.
+        assert_eq!(std::thread::current().id(), here);
+        calls.set(calls.get() + 1);
+        a.read().unwrap().cmp(&b.read().unwrap()) as i32
+    })
+    .unwrap();
+    // SAFETY: qsort(void *base, size_t n, size_t size, int (*)(const void *,
+    // const void *)), libc's, resolved in the helper; base is foreign memory.
+    let _: () = unsafe {
+        c.call_with_callbacks(
+            "qsort",
+            libc::qsort as *const (),
+            (v.as_foreign_ptr(), v.len(), 4usize, cmp.stub()),
+            &[&cmp],
+        )
+    }
+    .unwrap();
+    let mut want = data.clone();
+    want.sort();
+    assert_eq!(v.to_vec(), want);
+    assert!(calls.get() >= 4999, "the comparator ran {} times", calls.get());
+    assert_eq!(cmp.refusals(), 0);
+}
+
+/// Calls `cb(x)` and returns its result plus one; keeps `cb` for later.
+extern "C" fn call_and_keep(cb: extern "C" fn(i64) -> i64, x: i64) -> i64 {
+    KEPT.store(cb as usize, std::sync::atomic::Ordering::Relaxed);
+    cb(x) + 1
+}
+
+static KEPT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// Calls the callback an earlier call kept (after that call returned).
+extern "C" fn call_kept(x: i64) -> i64 {
+    let p = KEPT.load(std::sync::atomic::Ordering::Relaxed);
+    if p == 0 {
+        return -12345;
+    }
+    // SAFETY: the address call_and_keep was given, a function of that type.
+    let cb: extern "C" fn(i64) -> i64 = unsafe { core::mem::transmute(p) };
+    cb(x)
+}
+
+#[test]
+fn callbacks_nest_with_calls_and_are_armed_for_their_call_only() {
+    let c = process("proc-nest");
+    let other = process("proc-nest-other");
+    // SAFETY: my_pid() -> i32, a function of this test.
+    let helper: i32 = unsafe { c.call("my_pid", my_pid as *const (), ()) }.unwrap();
+    let depth = Cell::new(0);
+    let cb = Callback::<fn(i64) -> i64>::with_error(-7, |x| {
+        depth.set(depth.get() + 1);
+        // A call into the same compartment from inside its own callback:
+        // served by the same helper (and the same helper thread).
+        // SAFETY: my_pid() -> i32 and add3(i64, i64, i64) -> i64, functions
+        // of this test.
+        let pid: i32 = unsafe { c.call("my_pid", my_pid as *const (), ()) }.unwrap();
+        assert_eq!(pid, helper);
+        // SAFETY: as above.
+        let y: i64 = unsafe { c.call("add3", add3 as *const (), (x, x, 0i64)) }.unwrap();
+        // And into another process compartment.
+        // SAFETY: as above.
+        let z: i64 = unsafe { other.call("add3", add3 as *const (), (y, 1i64, 0i64)) }.unwrap();
+        z
+    })
+    .unwrap();
+    // SAFETY: call_and_keep(fn(i64) -> i64, i64) -> i64, a function of this
+    // test; the callback's stub goes where the function pointer goes.
+    let r: i64 = unsafe {
+        c.call_with_callbacks(
+            "call_and_keep",
+            call_and_keep as *const (),
+            (cb.stub(), 20i64),
+            &[&cb],
+        )
+    }
+    .unwrap();
+    assert_eq!(r, 20 + 20 + 1 + 1);
+    assert_eq!(depth.get(), 1);
+    // The helper kept the stub; a later call that did not pass the
+    // callback calls it: refused in this process, C gets the error value.
+    // SAFETY: call_kept(i64) -> i64, a function of this test.
+    let r: i64 = unsafe { c.call("call_kept", call_kept as *const (), (5i64,)) }.unwrap();
+    assert_eq!(r, -7);
+    assert_eq!(depth.get(), 1, "a callback ran outside the call that passed it");
+    assert_eq!(cb.refusals(), 1);
+    assert!(!c.is_poisoned());
 }

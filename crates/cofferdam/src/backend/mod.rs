@@ -54,17 +54,30 @@ pub(crate) fn decide() -> Runtime {
         pkey: None,
         refused: None,
     };
-    let no_mpk_reason = match support {
-        PkeySupport::Available if offset == 0 => {
-            Some("the CPU does not report where XSAVE keeps PKRU")
-        }
+    // Why MPK cannot run here: (the reason alone, for a refusal of
+    // COFFERDAM_BACKEND=mpk; the reason with the default it leads to).
+    let no_mpk_reason: Option<(&'static str, &'static str)> = match support {
+        PkeySupport::Available if offset == 0 => Some((
+            "the CPU does not report where XSAVE keeps PKRU",
+            "the CPU does not report where XSAVE keeps PKRU, so MPK cannot run: the default is the process backend (each compartment in a helper process of its own)",
+        )),
         PkeySupport::Available => None,
-        PkeySupport::NoCpu => Some("the CPU has no protection keys (no `pku` in CPUID)"),
-        PkeySupport::NoOs => Some("the kernel did not enable protection keys (OSPKE clear)"),
-        PkeySupport::KernelRefused(_) => Some("the kernel refused pkey_alloc"),
-        PkeySupport::Guarded => Some(
+        PkeySupport::NoCpu => Some((
+            "the CPU has no protection keys (no `pku` in CPUID)",
+            "the CPU has no protection keys (no `pku` in CPUID): the default is the process backend (each compartment in a helper process of its own)",
+        )),
+        PkeySupport::NoOs => Some((
+            "the kernel did not enable protection keys (OSPKE clear)",
+            "the kernel did not enable protection keys (OSPKE clear): the default is the process backend (each compartment in a helper process of its own)",
+        )),
+        PkeySupport::KernelRefused(_) => Some((
+            "the kernel refused pkey_alloc",
+            "the kernel refused pkey_alloc: the default is the process backend (each compartment in a helper process of its own)",
+        )),
+        PkeySupport::Guarded => Some((
             "this process inherited the syscall guard of a parent Cofferdam process, which traps pkey_alloc: protection keys are unusable here",
-        ),
+            "this process inherited the syscall guard of a parent Cofferdam process, which traps pkey_alloc: the default is the process backend (each compartment in a helper process of its own)",
+        )),
     };
     match requested {
         Some(b"none") => {
@@ -89,12 +102,17 @@ pub(crate) fn decide() -> Runtime {
                         "the CPU and kernel support protection keys"
                     };
                 }
-                Some(why) if forced => {
+                Some((why, _)) if forced => {
                     rt.refused =
                         Some("COFFERDAM_BACKEND=mpk, but protection keys are unavailable here");
                     rt.reason = why;
                 }
-                Some(why) => rt.reason = why,
+                // No keys: the kernel's process boundary instead (never
+                // `split`, which protects nothing, unless asked for).
+                Some((_, default)) => {
+                    rt.backend = Backend::Process;
+                    rt.reason = default;
+                }
             }
         }
         Some(_) => {
@@ -107,8 +125,8 @@ pub(crate) fn decide() -> Runtime {
         match sys::pkey_alloc() {
             Ok(k) => rt.pkey = Some(k),
             Err(_) => {
-                rt.backend = Backend::Split;
-                rt.reason = "pkey_alloc failed (all 15 keys taken?)";
+                rt.backend = Backend::Process;
+                rt.reason = "pkey_alloc failed (all 15 keys taken?): the default is the process backend (each compartment in a helper process of its own)";
                 if matches!(requested, Some(b"mpk")) {
                     rt.refused =
                         Some("COFFERDAM_BACKEND=mpk, but no protection key could be allocated");

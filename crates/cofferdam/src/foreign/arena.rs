@@ -84,8 +84,13 @@ fn create() -> Result<Arena, String> {
     let mut last = String::new();
     for _ in 0..16 {
         let r = sys::random_u64().map_err(|e| e.to_string())? as usize;
-        // 1 GiB-aligned, in [0x1000_0000_0000, 0x4000_0000_0000).
-        let addr = 0x1000_0000_0000 + (r % 0x3_0000) * (1 << 30);
+        // 1 GiB-aligned, with the whole arena in [0x1000_0000_0000,
+        // 0x4000_0000_0000): 0x3000_0000_0000 bytes are 0xc000 slots of
+        // 1 GiB, less the arena's own length. (Out of this range the arena
+        // could land where a helper's PIE executable or heap is, and the
+        // helper could not map it.)
+        let slots = (0x3000_0000_0000 - ARENA_LEN) >> 30;
+        let addr = 0x1000_0000_0000 + (r % slots) * (1 << 30);
         match sys::map_shared(addr, ARENA_LEN, fd, true) {
             Ok(p) => {
                 let mut st = State::default();

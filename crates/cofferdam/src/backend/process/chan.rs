@@ -39,6 +39,11 @@ pub(crate) struct Header {
     /// `message`.
     pub ready: AtomicU32,
     pub message: [u8; 512],
+    /// Calls of callback stub `i` the helper refused by itself (from a
+    /// thread of the library's own, which has no way to the parent): the
+    /// parent adds them to the callback's refusals after each call that
+    /// armed it. Untrusted counts, like everything here.
+    pub cb_refused: [AtomicU32; crate::callback::NSLOTS],
 }
 
 /// Request states of a slot.
@@ -47,6 +52,29 @@ pub(crate) const STATUS_OK: u32 = 0;
 pub(crate) const STATUS_FAULT: u32 = 1;
 /// The helper could not resolve the function; `message` says why.
 pub(crate) const STATUS_UNRESOLVED: u32 = 2;
+
+/// What a message on a slot is. The conversation on a slot strictly
+/// alternates (the parent posts on `req`, the helper answers on `resp` with
+/// the same number), and nests like the calls themselves:
+///
+/// ```text
+/// parent  CALL f ─────────────▶ helper runs f
+///                                f calls a callback stub
+/// parent  ◀──────────── CB_CALL  (slot, registers)
+/// parent runs the Rust callback; it may itself CALL (nested, same slot,
+/// served by the same helper thread, which waits inside the stub)
+/// parent  CB_RET (words) ─────▶ the stub returns to f
+/// parent  ◀──────────────── RET  (status, registers)
+/// ```
+pub(crate) const MSG_CALL: u32 = 1;
+/// The parent's answer to a [`MSG_CB_CALL`]: `cb_ret` holds rax and xmm0.
+pub(crate) const MSG_CB_RET: u32 = 2;
+/// The helper's answer to a [`MSG_CALL`]: `status` and `ret`.
+pub(crate) const MSG_RET: u32 = 3;
+/// Foreign code called a callback stub: `cb_slot`, `cb_gpr`, `cb_sse`.
+pub(crate) const MSG_CB_CALL: u32 = 4;
+/// Callbacks a call may arm.
+pub(crate) const MAX_CALLBACKS: usize = 6;
 
 /// One calling thread's slot.
 #[repr(C)]
@@ -82,6 +110,24 @@ pub(crate) struct Slot {
     pub path_len: u32,
     pub path: [u8; PATH_MAX],
     pub message: [u8; 256],
+    /// The kind of the parent's latest message (`MSG_CALL`, `MSG_CB_RET`).
+    pub req_kind: u32,
+    /// The kind of the helper's latest message (`MSG_RET`, `MSG_CB_CALL`).
+    pub resp_kind: u32,
+    /// A call's callbacks: how many, their slots, the address of each slot's
+    /// stub in the parent (the helper puts its own stub in place of each
+    /// argument word equal to it), and what the helper answers a thread of
+    /// the library's own that calls one (rax, xmm0).
+    pub ncb: u32,
+    pub cb_slots: [u32; MAX_CALLBACKS],
+    pub cb_parent: [u64; MAX_CALLBACKS],
+    pub cb_error: [[u64; 2]; MAX_CALLBACKS],
+    /// A callback call: the stub's slot and the argument registers.
+    pub cb_slot: u32,
+    pub cb_gpr: [u64; 6],
+    pub cb_sse: [u64; 8],
+    /// The callback's result: rax, xmm0.
+    pub cb_ret: [u64; 2],
 }
 
 const _: () = assert!(core::mem::size_of::<Header>() <= PAGE);
@@ -100,9 +146,9 @@ pub(crate) unsafe fn header<'a>(base: usize) -> &'a Header {
 /// fields are written by one side and read by the other, ordered by the
 /// atomics.
 ///
-/// # Safety
-/// `base` is a live control mapping; `i < NSLOTS`.
-pub(crate) unsafe fn slot(base: usize, i: usize) -> *mut Slot {
+/// Making the pointer is safe; using it needs `base` to be a live control
+/// mapping and `i < NSLOTS`.
+pub(crate) fn slot(base: usize, i: usize) -> *mut Slot {
     debug_assert!(i < NSLOTS);
     (base + PAGE * (1 + i)) as *mut Slot
 }

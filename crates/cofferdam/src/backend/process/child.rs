@@ -4,7 +4,7 @@
 //! the program's `main`.
 
 use core::ffi::{c_char, c_int, c_void, CStr};
-use core::sync::atomic::Ordering;
+use core::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::cell::Cell;
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -132,10 +132,12 @@ fn serve() -> c_int {
     if let Err(e) = sys::install_seccomp_filter(&filter(sys::getpid() as u32)) {
         return fail(control, &format!("installing the seccomp filter: {e}"));
     }
-    hd.ready.store(1, Ordering::Release);
-    sys::futex_wake(&hd.ready, 1);
     let stack = hd.thread_stack as usize;
     let spin = hd.spin;
+    CONTROL.store(control, Ordering::Release);
+    SPIN.store(spin, Ordering::Relaxed);
+    hd.ready.store(1, Ordering::Release);
+    sys::futex_wake(&hd.ready, 1);
     let mut started = 0usize;
     loop {
         let wanted = hd.threads_wanted.load(Ordering::Acquire);
@@ -156,9 +158,17 @@ fn serve() -> c_int {
 }
 
 thread_local! {
-    /// The slot this helper thread serves (for the fault handler).
+    /// The slot this helper thread serves (for the fault handler and the
+    /// callback stubs); 0 on threads of the library's own.
     static CURRENT: Cell<usize> = const { Cell::new(0) };
+    /// The number of the parent's latest message on this thread's slot:
+    /// every answer carries it (the conversation alternates, `chan.rs`).
+    static SEEN: Cell<u32> = const { Cell::new(0) };
 }
+
+/// The control mapping and the spin count, for the callback stubs.
+static CONTROL: AtomicUsize = AtomicUsize::new(0);
+static SPIN: AtomicU32 = AtomicU32::new(0);
 
 /// Object index -> load bias, in this helper.
 static OBJECTS: Mutex<Option<HashMap<u32, usize>>> = Mutex::new(None);
@@ -185,55 +195,258 @@ fn bias_of(s: &Slot) -> Result<usize, String> {
 }
 
 fn slot_loop(control: usize, i: usize, spin: u32) {
-    // SAFETY: the control mapping lives as long as this process; slot `i`
-    // is served by this thread alone.
-    let s = unsafe { &mut *chan::slot(control, i) };
-    CURRENT.with(|c| c.set(s as *mut Slot as usize));
+    let sp = chan::slot(control, i);
+    CURRENT.with(|c| c.set(sp as usize));
     alt_stack();
-    // A fresh control page starts at call 0; the parent may have posted
-    // call 1 before this thread started.
-    let mut seen = 0;
+    // A fresh control page starts at message 0; the parent may have posted
+    // message 1 before this thread started. A reused slot starts where its
+    // last thread in the parent left it, and so does this thread's count
+    // (this helper thread outlives the parent thread that used it).
     loop {
-        let mut spins = 0;
-        while s.req.load(Ordering::Acquire) == seen {
-            if spins < spin {
-                spins += 1;
-                core::hint::spin_loop();
-                continue;
-            }
-            s.child_sleeping.store(1, Ordering::SeqCst);
-            if s.req.load(Ordering::SeqCst) == seen {
-                sys::futex_wait(&s.req, seen, None);
-            }
-            s.child_sleeping.store(0, Ordering::Relaxed);
+        // A callback's answer out of turn would be a parent bug: dropped.
+        let _ = serve_slot(sp, spin);
+    }
+}
+
+/// Serves the parent's messages on slot `sp`: runs each call (which may
+/// call callback stubs, and so come back here nested) and answers it, until
+/// the parent answers a callback (`MSG_CB_RET`): returns that answer (rax,
+/// xmm0).
+fn serve_slot(sp: *mut Slot, spin: u32) -> [u64; 2] {
+    loop {
+        wait_request(sp, spin);
+        // SAFETY: `sp` is this thread's slot in the live control mapping;
+        // the parent wrote the message before publishing it on `req`.
+        let kind = unsafe { core::ptr::read_volatile(&raw const (*sp).req_kind) };
+        if kind == chan::MSG_CB_RET {
+            // SAFETY: as above.
+            return unsafe { core::ptr::read_volatile(&raw const (*sp).cb_ret) };
         }
-        seen = s.req.load(Ordering::Acquire);
-        match bias_of(s) {
-            Ok(bias) => {
-                let f = bias.wrapping_add(s.off as usize);
-                let nstack = (s.nstack as usize).min(crate::gate::MAX_STACK_ARGS);
-                let mut frame = GateFrame::new(f, s.ints, &s.stack[..nstack]);
-                frame.set_sse(&s.sse[..(s.nsse as usize).min(8)]);
-                // SAFETY: this is the helper: the parent asked for this call
-                // with the function's own arguments; whatever the function
-                // does stays in this process (a fault ends it, recorded by
-                // the handler).
-                unsafe { crate::gate::call_direct(&mut frame) };
-                s.ret = [frame.ret[0], frame.ret[1], frame.fret[0], frame.fret[1]];
-                s.status.store(chan::STATUS_OK, Ordering::Release);
-            }
-            Err(e) => {
-                let n = e.len().min(s.message.len() - 1);
-                s.message[..n].copy_from_slice(&e.as_bytes()[..n]);
-                s.message[n] = 0;
-                s.status.store(chan::STATUS_UNRESOLVED, Ordering::Release);
-            }
+        run_call(sp);
+        answer(sp, chan::MSG_RET);
+    }
+}
+
+/// Waits for a new message from the parent on slot `sp`: a short spin,
+/// then a futex.
+fn wait_request(sp: *mut Slot, spin: u32) {
+    // SAFETY: `sp` is this thread's slot in the live control mapping; only
+    // its atomics are touched through this reference.
+    let s = unsafe { &*sp };
+    let seen = SEEN.with(|c| c.get());
+    let mut spins = 0;
+    while s.req.load(Ordering::Acquire) == seen {
+        if spins < spin {
+            spins += 1;
+            core::hint::spin_loop();
+            continue;
         }
-        s.resp.store(seen, Ordering::SeqCst);
-        if s.parent_sleeping.load(Ordering::SeqCst) != 0 {
-            sys::futex_wake(&s.resp, 1);
+        s.child_sleeping.store(1, Ordering::SeqCst);
+        if s.req.load(Ordering::SeqCst) == seen {
+            sys::futex_wait(&s.req, seen, None);
+        }
+        s.child_sleeping.store(0, Ordering::Relaxed);
+    }
+    SEEN.with(|c| c.set(s.req.load(Ordering::Acquire)));
+}
+
+/// Answers the parent's latest message with a message of `kind`.
+fn answer(sp: *mut Slot, kind: u32) {
+    // SAFETY: `sp` is this thread's slot in the live control mapping.
+    unsafe { core::ptr::write_volatile(&raw mut (*sp).resp_kind, kind) };
+    // SAFETY: as above; atomics only from here.
+    let s = unsafe { &*sp };
+    s.resp.store(SEEN.with(|c| c.get()), Ordering::SeqCst);
+    if s.parent_sleeping.load(Ordering::SeqCst) != 0 {
+        sys::futex_wake(&s.resp, 1);
+    }
+}
+
+/// Runs the call the parent posted on slot `sp` and writes its result.
+fn run_call(sp: *mut Slot) {
+    let call = {
+        // SAFETY: `sp` is this thread's slot; the parent filled it before
+        // posting and does not write it until the answer. The reference
+        // ends before foreign code runs (a callback from it reuses the slot).
+        let s = unsafe { &*sp };
+        bias_of(s).map(|bias| {
+            let nstack = (s.nstack as usize).min(crate::gate::MAX_STACK_ARGS);
+            let mut ints = s.ints;
+            let mut stack = [0u64; crate::gate::MAX_STACK_ARGS];
+            stack[..nstack].copy_from_slice(&s.stack[..nstack]);
+            // The callbacks: this helper's stub in place of the parent's.
+            for k in 0..(s.ncb as usize).min(chan::MAX_CALLBACKS) {
+                let i = s.cb_slots[k] as usize;
+                if i >= crate::callback::NSLOTS {
+                    continue;
+                }
+                CB_ERROR[i][0].store(s.cb_error[k][0], Ordering::Relaxed);
+                CB_ERROR[i][1].store(s.cb_error[k][1], Ordering::Relaxed);
+                let mine = stub_address(i) as u64;
+                for w in ints.iter_mut().chain(stack[..nstack].iter_mut()) {
+                    if *w == s.cb_parent[k] {
+                        *w = mine;
+                    }
+                }
+            }
+            let f = bias.wrapping_add(s.off as usize);
+            let mut frame = GateFrame::new(f, ints, &stack[..nstack]);
+            frame.set_sse(&s.sse[..(s.nsse as usize).min(8)]);
+            frame
+        })
+    };
+    match call {
+        Ok(mut frame) => {
+            // SAFETY: this is the helper: the parent asked for this call
+            // with the function's own arguments; whatever the function
+            // does stays in this process (a fault ends it, recorded by the
+            // handler).
+            unsafe { crate::gate::call_direct(&mut frame) };
+            // SAFETY: the call and any nested ones are over: this thread is
+            // the slot's only user on this side.
+            let s = unsafe { &mut *sp };
+            s.ret = [frame.ret[0], frame.ret[1], frame.fret[0], frame.fret[1]];
+            s.status.store(chan::STATUS_OK, Ordering::Release);
+        }
+        Err(e) => {
+            // SAFETY: as above.
+            let s = unsafe { &mut *sp };
+            let n = e.len().min(s.message.len() - 1);
+            s.message[..n].copy_from_slice(&e.as_bytes()[..n]);
+            s.message[n] = 0;
+            s.status.store(chan::STATUS_UNRESOLVED, Ordering::Release);
         }
     }
+}
+
+// ---- callbacks ----
+//
+// The parent's `Callback` stubs are addresses in the parent; here each
+// callback slot has a stub of its own (`stub::<I>`), put in place of the
+// parent's in the call's argument words. A stub called on a slot thread
+// asks the parent to run the callback (`MSG_CB_CALL`) and serves the
+// parent's nested calls until its answer; the parent decides whether the
+// call is allowed. A stub called on a thread of the library's own has no
+// way to the parent: refused here, with the error value the parent sent.
+
+/// What a stub returns: rax and xmm0 at once (System V classifies this
+/// 16-byte struct as INTEGER then SSE), so that C reading either register
+/// finds the callback's result.
+#[repr(C)]
+struct CbRet {
+    rax: u64,
+    xmm0: f64,
+}
+
+/// A stub's signature: the six integer and the eight SSE argument
+/// registers, whatever the callback's own parameters (a callback has at
+/// most six; registers C did not set hold garbage that the parent ignores
+/// or rejects by type).
+type Stub = extern "C" fn(u64, u64, u64, u64, u64, u64, f64, f64, f64, f64, f64, f64, f64, f64) -> CbRet;
+
+/// Per callback slot: what a refused call returns (rax, xmm0).
+static CB_ERROR: [[AtomicU64; 2]; crate::callback::NSLOTS] =
+    [const { [AtomicU64::new(0), AtomicU64::new(0)] }; crate::callback::NSLOTS];
+
+#[allow(clippy::too_many_arguments, reason = "one parameter per argument register")]
+extern "C" fn stub<const I: usize>(
+    a: u64,
+    b: u64,
+    c: u64,
+    d: u64,
+    e: u64,
+    f: u64,
+    x0: f64,
+    x1: f64,
+    x2: f64,
+    x3: f64,
+    x4: f64,
+    x5: f64,
+    x6: f64,
+    x7: f64,
+) -> CbRet {
+    let sse = [x0, x1, x2, x3, x4, x5, x6, x7].map(f64::to_bits);
+    let [rax, xmm0] = callback(I, [a, b, c, d, e, f], sse);
+    CbRet {
+        rax,
+        xmm0: f64::from_bits(xmm0),
+    }
+}
+
+macro_rules! sixteen {
+    ($h:literal) => {
+        [
+            stub::<{ $h * 16 }>,
+            stub::<{ $h * 16 + 1 }>,
+            stub::<{ $h * 16 + 2 }>,
+            stub::<{ $h * 16 + 3 }>,
+            stub::<{ $h * 16 + 4 }>,
+            stub::<{ $h * 16 + 5 }>,
+            stub::<{ $h * 16 + 6 }>,
+            stub::<{ $h * 16 + 7 }>,
+            stub::<{ $h * 16 + 8 }>,
+            stub::<{ $h * 16 + 9 }>,
+            stub::<{ $h * 16 + 10 }>,
+            stub::<{ $h * 16 + 11 }>,
+            stub::<{ $h * 16 + 12 }>,
+            stub::<{ $h * 16 + 13 }>,
+            stub::<{ $h * 16 + 14 }>,
+            stub::<{ $h * 16 + 15 }>,
+        ]
+    };
+}
+
+const _: () = assert!(crate::callback::NSLOTS == 256);
+static STUBS: [[Stub; 16]; 16] = [
+    sixteen!(0),
+    sixteen!(1),
+    sixteen!(2),
+    sixteen!(3),
+    sixteen!(4),
+    sixteen!(5),
+    sixteen!(6),
+    sixteen!(7),
+    sixteen!(8),
+    sixteen!(9),
+    sixteen!(10),
+    sixteen!(11),
+    sixteen!(12),
+    sixteen!(13),
+    sixteen!(14),
+    sixteen!(15),
+];
+
+/// This helper's stub for callback slot `i` (< 256).
+fn stub_address(i: usize) -> usize {
+    STUBS[i / 16][i % 16] as usize
+}
+
+/// A call of callback slot `i`'s stub with these registers: (rax, xmm0).
+fn callback(i: usize, gpr: [u64; 6], sse: [u64; 8]) -> [u64; 2] {
+    let sp = CURRENT.with(|c| c.get()) as *mut Slot;
+    if sp.is_null() {
+        // A thread of the library's own: refused, and counted for the
+        // parent.
+        let control = CONTROL.load(Ordering::Acquire);
+        if control != 0 {
+            // SAFETY: CONTROL is the live control mapping once set.
+            let hd = unsafe { chan::header(control) };
+            hd.cb_refused[i].fetch_add(1, Ordering::Relaxed);
+        }
+        return [
+            CB_ERROR[i][0].load(Ordering::Relaxed),
+            CB_ERROR[i][1].load(Ordering::Relaxed),
+        ];
+    }
+    // SAFETY: `sp` is this thread's slot; the parent reads these fields
+    // only after the answer below publishes them.
+    unsafe {
+        core::ptr::write_volatile(&raw mut (*sp).cb_slot, i as u32);
+        core::ptr::write_volatile(&raw mut (*sp).cb_gpr, gpr);
+        core::ptr::write_volatile(&raw mut (*sp).cb_sse, sse);
+    }
+    answer(sp, chan::MSG_CB_CALL);
+    serve_slot(sp, SPIN.load(Ordering::Relaxed))
 }
 
 /// An alternate signal stack for this thread (a stack overflow in foreign

@@ -26,7 +26,7 @@
 pub(crate) mod chan;
 mod child;
 
-use core::sync::atomic::{AtomicU64, Ordering};
+use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::cell::RefCell;
 use std::collections::{HashMap, HashSet};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
@@ -127,11 +127,10 @@ impl Engine {
         f: *const (),
         regs: &CallRegs<'_>,
     ) -> Result<Returned, Error> {
-        if !regs.callbacks.is_empty() {
-            return Err(Error::Unavailable {
-                reason: "callbacks are not carried by the process backend yet",
-            });
-        }
+        assert!(
+            regs.callbacks.len() <= chan::MAX_CALLBACKS,
+            "at most six callbacks per call"
+        );
         let (obj, off) = resolve(f as usize).map_err(|reason| Error::Load {
             path: format!("{f:p} ({function})"),
             reason,
@@ -139,33 +138,64 @@ impl Engine {
         let helper = self.current()?;
         let mut lease = Lease::take(&helper).map_err(|reason| Error::Unavailable { reason })?;
         let announce = !helper.knows(obj);
-        // SAFETY: the slot is this thread's alone (the lease) and lies in
-        // the helper's live control mapping (`helper` is held).
-        let s = unsafe { &mut *chan::slot(helper.control, lease.slot) };
-        s.status.store(chan::STATUS_OK, Ordering::Relaxed);
-        s.obj = obj;
-        s.off = off;
-        s.ints = regs.ints;
-        s.sse = regs.sse;
-        s.nsse = regs.nsse as u64;
-        s.nstack = regs.stack.len() as u64;
-        s.stack[..regs.stack.len()].copy_from_slice(regs.stack);
-        s.path_len = 0;
-        if announce {
-            let path = object_path(obj);
-            let p = path.as_bytes();
-            if p.len() > chan::PATH_MAX {
-                return Err(Error::Load {
-                    path: path.clone(),
-                    reason: "the object's path is too long for the process backend".into(),
-                });
+        let sp = chan::slot(helper.control, lease.slot);
+        {
+            // SAFETY: the slot is this thread's alone (the lease: a nested
+            // call from a callback takes it only while the outer call waits
+            // for that callback, holding no reference into the slot) and
+            // lies in the helper's live control mapping (`helper` is held).
+            // The reference ends before the helper is told to read it.
+            let s = unsafe { &mut *sp };
+            s.status.store(chan::STATUS_OK, Ordering::Relaxed);
+            s.req_kind = chan::MSG_CALL;
+            s.obj = obj;
+            s.off = off;
+            s.ints = regs.ints;
+            s.sse = regs.sse;
+            s.nsse = regs.nsse as u64;
+            s.nstack = regs.stack.len() as u64;
+            s.stack[..regs.stack.len()].copy_from_slice(regs.stack);
+            s.ncb = regs.callbacks.len() as u32;
+            for (k, &cb) in regs.callbacks.iter().enumerate() {
+                s.cb_slots[k] = cb;
+                s.cb_parent[k] = crate::callback::stub_addr(cb) as u64;
+                s.cb_error[k] = crate::callback::error_words(cb);
             }
-            s.path[..p.len()].copy_from_slice(p);
-            s.path_len = p.len() as u32;
+            s.path_len = 0;
+            if announce {
+                let path = object_path(obj);
+                let p = path.as_bytes();
+                if p.len() > chan::PATH_MAX {
+                    return Err(Error::Load {
+                        path: path.clone(),
+                        reason: "the object's path is too long for the process backend".into(),
+                    });
+                }
+                s.path[..p.len()].copy_from_slice(p);
+                s.path_len = p.len() as u32;
+            }
         }
-        let seq = lease.next_seq();
         let spin = self.limits.spin.unwrap_or(SPIN);
-        let outcome = helper.round_trip(s, seq, self.limits.timeout, spin);
+        let mut cb_error = None;
+        let outcome = helper.round_trip(
+            sp,
+            &mut lease,
+            regs.callbacks,
+            self.limits.timeout,
+            spin,
+            &mut cb_error,
+        );
+        if !regs.callbacks.is_empty() {
+            // SAFETY: the control mapping is live while `helper` is.
+            let hd = unsafe { chan::header(helper.control) };
+            for &cb in regs.callbacks {
+                let n = hd.cb_refused[cb as usize % crate::callback::NSLOTS].swap(0, Ordering::Relaxed);
+                crate::callback::add_refusals(cb, n as u64);
+            }
+        }
+        // SAFETY: as above; the nested calls, if any, are over: this thread
+        // is the slot's only user again.
+        let s = unsafe { &*sp };
         match outcome {
             Wait::Done => {}
             Wait::TimedOut(after) => {
@@ -186,6 +216,9 @@ impl Engine {
             chan::STATUS_OK => {
                 if announce {
                     helper.learned(obj);
+                }
+                if let Some(detail) = cb_error {
+                    return Err(Error::Callback { function, detail });
                 }
                 // The helper wrote these: read them as they are in memory.
                 // SAFETY: a valid, aligned field of the live slot.
@@ -403,6 +436,7 @@ impl Helper {
             threads_wanted: Default::default(),
             ready: Default::default(),
             message: [0; 512],
+            cb_refused: [const { AtomicU32::new(0) }; crate::callback::NSLOTS],
         };
         // SAFETY: the mapping is fresh, ours, page-aligned and large enough.
         unsafe { (control as *mut chan::Header).write(h) };
@@ -499,9 +533,64 @@ impl Helper {
             .insert(obj);
     }
 
-    /// Posts call `seq` on slot `s` and waits for its end, the helper's
-    /// death or the timeout.
-    fn round_trip(&self, s: &Slot, seq: u32, timeout: Option<Duration>, spin: u32) -> Wait {
+    /// Posts the call prepared in slot `sp` and waits for its end, the
+    /// helper's death or the timeout. Meanwhile the helper may call the
+    /// callbacks `armed`: each runs here, on this thread
+    /// (`crate::callback::run_for_process`), and may make nested calls on
+    /// the same slot; the first callback failure goes to `cb_error`.
+    fn round_trip(
+        &self,
+        sp: *mut Slot,
+        lease: &mut LeaseGuard,
+        armed: &[u32],
+        timeout: Option<Duration>,
+        spin: u32,
+        cb_error: &mut Option<String>,
+    ) -> Wait {
+        loop {
+            let seq = lease.next_seq();
+            // SAFETY: `sp` is this thread's live slot (see `Engine::call`);
+            // only shared references to its atomics are made here.
+            let s = unsafe { &*sp };
+            match self.post_and_wait(s, seq, timeout, spin) {
+                Wait::Done => {}
+                other => return other,
+            }
+            if s.status.load(Ordering::Acquire) != chan::STATUS_OK {
+                return Wait::Done; // the caller reads the record
+            }
+            // The helper wrote these: read them as they are in memory.
+            // SAFETY: valid, aligned fields of the live slot.
+            let (kind, slot, gpr, sse) = unsafe {
+                (
+                    core::ptr::read_volatile(&s.resp_kind),
+                    core::ptr::read_volatile(&s.cb_slot),
+                    core::ptr::read_volatile(&s.cb_gpr),
+                    core::ptr::read_volatile(&s.cb_sse),
+                )
+            };
+            if kind != chan::MSG_CB_CALL {
+                return Wait::Done;
+            }
+            // The slot is free for nested calls while the callback runs.
+            lease.set_busy(false);
+            let (words, failed) = crate::callback::run_for_process(slot, armed, gpr, sse);
+            lease.set_busy(true);
+            if cb_error.is_none() {
+                *cb_error = failed;
+            }
+            // SAFETY: as above; the nested calls are over and held no
+            // reference into the slot past their end.
+            unsafe {
+                core::ptr::write_volatile(&raw mut (*sp).cb_ret, [words[0], words[2]]);
+                core::ptr::write_volatile(&raw mut (*sp).req_kind, chan::MSG_CB_RET);
+            }
+        }
+    }
+
+    /// Posts message `seq` on slot `s` and waits for the helper's answer
+    /// (`resp == seq`), its death or the timeout.
+    fn post_and_wait(&self, s: &Slot, seq: u32, timeout: Option<Duration>, spin: u32) -> Wait {
         s.req.store(seq, Ordering::SeqCst);
         if s.child_sleeping.load(Ordering::SeqCst) != 0 {
             sys::futex_wake(&s.req, 1);
@@ -667,6 +756,17 @@ impl Lease {
 }
 
 impl LeaseGuard {
+    /// Marks the lease free (`false`: a callback runs, and may make nested
+    /// calls on the slot) or taken again.
+    fn set_busy(&mut self, busy: bool) {
+        LEASES.with(|l| {
+            let mut l = l.borrow_mut();
+            if let Some(x) = l.iter_mut().find(|x| x.helper_id == self.helper_id) {
+                x.busy = busy;
+            }
+        });
+    }
+
     fn next_seq(&mut self) -> u32 {
         LEASES.with(|l| {
             let mut l = l.borrow_mut();
