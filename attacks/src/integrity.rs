@@ -274,6 +274,7 @@ pub(crate) fn forged_signal_frame(mode: Mode) -> Observation {
     let (expected, secret_box) = secret_box("forged-signal-frame");
     let mut steps = Vec::new();
     let call = mode == Mode::Protected;
+    let helper = in_helper(mode);
     for (kind, what) in [
         (0, "forged SIGSYS (pkey_mprotect, PKRU \"init\")"),
         (1, "forged SIGSEGV (PKRU denying P)"),
@@ -297,7 +298,11 @@ pub(crate) fn forged_signal_frame(mode: Mode) -> Observation {
             )
         };
         steps.push(step(
-            f.leaked || f.uc_changed || (call && f.result.is_ok()),
+            if helper {
+                f.leaked
+            } else {
+                f.leaked || f.uc_changed || (call && f.result.is_ok())
+            },
             text,
         ));
         if !call {
@@ -326,7 +331,11 @@ pub(crate) fn forged_signal_frame(mode: Mode) -> Observation {
         let leaked = has_marker(&out.to_vec());
         let answer = rax.get(0).unwrap_or(0);
         steps.push(step(
-            leaked || r.is_ok() || answer == 0,
+            if helper {
+                leaked
+            } else {
+                leaked || r.is_ok() || answer == 0
+            },
             format!(
                 "forged SIGSYS from a thread of its own: the entry answered it with {}; then the secret read in the call: {}{}",
                 if answer == -i64::from(libc::EPERM) {
@@ -343,6 +352,16 @@ pub(crate) fn forged_signal_frame(mode: Mode) -> Observation {
     summarise(steps, intact)
 }
 
+/// Whether this run's foreign code runs in a helper process (the process
+/// backend, protected run). There the signal entry C calls, the frame it
+/// returns through and the handler it installs are the helper's own, over
+/// an address space with nothing of Rust's in it: what counts is only
+/// whether the Rust secret was read (through the shared output buffer) or
+/// changed.
+fn in_helper(mode: Mode) -> bool {
+    mode == Mode::Protected && cofferdam::backend() == cofferdam::Backend::Process
+}
+
 /// Escape 3: SROP, and a handler of foreign code's own.
 ///
 /// (a) C builds a signal frame on its own (ucontext + XSAVE area, PKRU 0
@@ -356,7 +375,8 @@ pub(crate) fn forged_signal_frame(mode: Mode) -> Observation {
 /// reads the secret; (b) succeeds. On this build the filter traps the
 /// `rt_sigreturn` (`Err(Fault)` of kind syscall) and `sigaction` fails with
 /// `EPERM`.
-pub(crate) fn srop(_mode: Mode) -> Observation {
+pub(crate) fn srop(mode: Mode) -> Observation {
+    let helper = in_helper(mode);
     let (expected, secret_box) = secret_box("srop");
     let pku = have_pku();
     let mut steps = Vec::new();
@@ -401,7 +421,7 @@ pub(crate) fn srop(_mode: Mode) -> Observation {
             if leaked { ", SECRET READ" } else { "" }
         )
     };
-    steps.push(step(leaked || landed, text));
+    steps.push(step(if helper { leaked } else { leaked || landed }, text));
 
     // (b) sigaction from foreign code.
     let err = ForeignVec::<i32>::zeroed(1).expect("foreign buffer");
@@ -416,7 +436,7 @@ pub(crate) fn srop(_mode: Mode) -> Observation {
     let installed = matches!(r, Ok(0));
     let errno = err.get(0).unwrap_or(0);
     steps.push(step(
-        installed,
+        installed && !helper,
         format!(
             "(b) sigaction(SIGUSR1, handler) from foreign code: {}",
             match &r {
@@ -740,11 +760,9 @@ pub(crate) const FORGED_SIGNAL_FRAME: super::Attack = super::Attack {
     name: "forged-signal-frame",
     class: "rights-escalation",
     description: "foreign code calls the signal entry with a SIGSYS frame it wrote (pkey_mprotect on the secret's page, PKRU \"init\") and a SIGSEGV frame, in a gate call and from a thread of its own, then reads a Rust secret",
-    // Not claimed on process: the steps it measures (the entry answering a
-    // forged frame, sigreturn's register state) happen in the helper, and
-    // the harness counts them as the attack's effect even though nothing
-    // of Rust's is there.
-    claimed_by: &[cofferdam::Backend::Mpk],
+    // On process the entry, the frame and the handler are the helper's
+    // (`in_helper`): only the secret read counts there.
+    claimed_by: &[cofferdam::Backend::Mpk, cofferdam::Backend::Process],
     run: Some(forged_signal_frame),
     pending: None,
 };
@@ -754,11 +772,9 @@ pub(crate) const SROP: super::Attack = super::Attack {
     name: "srop",
     class: "rights-escalation",
     description: "foreign code returns through rt_sigreturn with a frame it built (PKRU 0) and reads a Rust secret; it installs a signal handler with sigaction",
-    // Not claimed on process: the steps it measures (the entry answering a
-    // forged frame, sigreturn's register state) happen in the helper, and
-    // the harness counts them as the attack's effect even though nothing
-    // of Rust's is there.
-    claimed_by: &[cofferdam::Backend::Mpk],
+    // On process the entry, the frame and the handler are the helper's
+    // (`in_helper`): only the secret read counts there.
+    claimed_by: &[cofferdam::Backend::Mpk, cofferdam::Backend::Process],
     run: Some(srop),
     pending: None,
 };

@@ -1265,7 +1265,7 @@ fn process_note(attack: &str) -> Option<&'static str> {
         "recycled-secret" => "process backend: C's malloc is the helper's own heap, which never held Rust memory",
         "stack-smash" => "process backend: a stack smash cannot reach Rust's stack at all: the helper runs on stacks of its own in another address space, and a leaked Rust stack address names nothing there",
         "invalid-values" => "process backend: returns are validated in the parent exactly as on mpk",
-        "callback-abuse" => "process backend: callbacks are not carried into the helper yet, so C cannot call Rust at all (the calls that pass one are refused)",
+        "callback-abuse" => "process backend: C in the helper calls a stub of the helper's own, which asks this process to run the callback; this process checks it as the reverse gate does (armed for that call only, on the calling thread, arguments by type) and a thread of the library's own is refused in the helper",
         "rights-escalation" => "process backend: a WRPKRU in the helper changes only the helper's rights, over memory that holds nothing of Rust's",
         "syscall-escape" => "process backend: the helper's syscalls act on its own address space (and its seccomp allowlist refuses pkey_mprotect); the Rust page is not there",
         "signal-entry-wrpkru" | "forged-signal-frame" | "srop" => "process backend: the jump, the forged frame and the sigreturn happen in the helper, whose rights cover nothing of Rust's; the program's signal entry is not reachable from another process",

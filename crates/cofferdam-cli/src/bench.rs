@@ -538,13 +538,6 @@ pub fn run(json_out: bool, quick: bool, only: Option<&str>) -> ExitCode {
     if want("callback") {
         match callback_qsort(real_rounds) {
             Ok(v) => workloads.push(v),
-            Err(e) if cofferdam::backend() == cofferdam::Backend::Process => {
-                workloads.push(json!({
-                    "name": "callback",
-                    "backend": "process",
-                    "skipped": format!("callbacks are not carried by the process backend yet: {e}"),
-                }));
-            }
             Err(e) => {
                 eprintln!("cofferdam bench: callback: {e}");
                 return ExitCode::FAILURE;
@@ -564,15 +557,7 @@ pub fn run(json_out: bool, quick: bool, only: Option<&str>) -> ExitCode {
         workloads.extend(cofferdam_example_zlib::bench(real_rounds));
     }
     if want("sqlite") {
-        if cofferdam::backend() == cofferdam::Backend::Process {
-            workloads.push(json!({
-                "name": "sqlite",
-                "backend": "process",
-                "skipped": "the SQLite example passes callbacks, which the process backend does not carry yet",
-            }));
-        } else {
-            workloads.extend(cofferdam_example_sqlite::bench(real_rounds));
-        }
+        workloads.extend(cofferdam_example_sqlite::bench(real_rounds));
     }
     if want("alloc-mt-2threads") {
         workloads.push(alloc_mt(rounds.min(7), 2, ops));

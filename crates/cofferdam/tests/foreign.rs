@@ -1,5 +1,7 @@
 //! Foreign memory: C's malloc, copies out, bounds checks.
 
+mod common;
+
 use cofferdam::{ForeignBox, ForeignBuf, ForeignVec, OutOfBounds};
 
 #[global_allocator]
@@ -55,6 +57,12 @@ fn reads_are_copies_and_bounds_checked() {
 
 #[test]
 fn c_may_free_what_rust_gives_it() {
+    if !common::in_process_or_skip(
+        "c_may_free_what_rust_gives_it",
+        "foreign memory is the shared arena, not C's malloc, and this process's `free` is not the library's (README: into_foreign on process)",
+    ) {
+        return;
+    }
     let b = ForeignBox::new([1u8; 32]).unwrap();
     let p = b.into_foreign();
     // SAFETY: p came from C's malloc and is given up by Rust.

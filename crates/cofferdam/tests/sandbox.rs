@@ -92,9 +92,22 @@ extern "C" {
 static WORD: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 fn returning<R>(word: usize, f: impl FnOnce() -> R) -> R {
+    returning_in(&liars_compartment().unwrap(), word, f)
+}
+
+/// Sets the word in `c`'s library, through `c` (on the process backend the
+/// C global lives in `c`'s helper, not in this process).
+fn returning_in<R>(c: &cofferdam::Compartment, word: usize, f: impl FnOnce() -> R) -> R {
     let _g = WORD.lock().unwrap_or_else(|e| e.into_inner());
     // SAFETY: cd_set_word(uintptr_t) stores the word in a C global.
-    unsafe { cofferdam_attacks::statics::ffi::cd_set_word(word) };
+    let _: () = unsafe {
+        c.call(
+            "cd_set_word",
+            cofferdam_attacks::statics::ffi::cd_set_word as *const (),
+            (word,),
+        )
+    }
+    .unwrap();
     f()
 }
 
@@ -127,7 +140,13 @@ fn invalid(r: Result<impl core::fmt::Debug, Error>, function: &str, detail: &str
 fn scalars_pass_through_and_safe_wrappers_need_no_unsafe() {
     assert_eq!(abs(-42), Ok(42));
     assert_eq!(abs(i32::MIN + 1), Ok(i32::MAX));
-    assert_eq!(getpid(), Ok(std::process::id() as c_int));
+    // The pid of the process the library runs in: this one, or the
+    // compartment's helper.
+    let pid = libc_compartment()
+        .unwrap()
+        .helper_pid()
+        .unwrap_or(std::process::id() as i32);
+    assert_eq!(getpid(), Ok(pid as c_int));
     assert_eq!(labs(-5), Ok(5));
 }
 
@@ -323,7 +342,7 @@ fn foreign_code_cannot_write_the_rust_heap_through_a_wrapper() {
 #[test]
 fn validate_call_checks_returns_of_compartment_calls() {
     let c = cofferdam::Compartment::new("manual").unwrap();
-    returning(9, || {
+    returning_in(&c, 9, || {
         // SAFETY: cd_get_word() -> uintptr_t, called as returning a bool.
         let r: Result<bool, Error> = unsafe {
             cofferdam::validate::call(

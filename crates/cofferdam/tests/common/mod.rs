@@ -30,3 +30,17 @@ pub fn rerun(name: &str, env: &[(&str, &str)]) -> std::process::Output {
     }
     c.output().expect("rerun the test binary")
 }
+
+/// Whether foreign code runs in this process. On the `process` backend it
+/// runs in a helper process instead, where a test of in-process semantics
+/// (the address of C's stack, a signal C raises reaching this program's
+/// handler, C freeing memory with this process's `free`) has no meaning:
+/// says why on stderr and returns false, so the caller skips. `why` says
+/// what the test needs.
+pub fn in_process_or_skip(test: &str, why: &str) -> bool {
+    if cofferdam::backend() != cofferdam::Backend::Process {
+        return true;
+    }
+    eprintln!("skipping {test} on the process backend: {why}");
+    false
+}
