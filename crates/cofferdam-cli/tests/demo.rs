@@ -387,3 +387,74 @@ fn altstack_disable_is_contained() {
     assert_eq!(o["effect"], false, "{o}");
     assert_eq!(o["intact"], true, "{o}");
 }
+
+/// `cofferdam` with `args`, on a machine made to refuse protection keys for
+/// this run: a seccomp filter in the child, installed before exec, fails
+/// `pkey_alloc` with ENOSPC (what a kernel with every key taken answers).
+/// `backend`: the `COFFERDAM_BACKEND` to set, or none.
+fn without_keys(args: &[&str], backend: Option<&str>) -> std::process::Output {
+    use std::os::unix::process::CommandExt;
+    #[repr(C)]
+    struct Insn {
+        code: u16,
+        jt: u8,
+        jf: u8,
+        k: u32,
+    }
+    #[repr(C)]
+    struct Prog {
+        len: u16,
+        filter: *const Insn,
+    }
+    let mut cmd = cofferdam();
+    cmd.args(args).env_remove("COFFERDAM_BACKEND");
+    if let Some(b) = backend {
+        cmd.env("COFFERDAM_BACKEND", b);
+    }
+    // SAFETY: between fork and exec, only prctl and seccomp (async-signal-
+    // safe), on a program that lives in this closure's frame.
+    unsafe {
+        cmd.pre_exec(|| {
+            let prog = [
+                // A = syscall number; pkey_alloc -> ERRNO(ENOSPC), else allow.
+                Insn { code: 0x20, jt: 0, jf: 0, k: 0 },
+                Insn { code: 0x15, jt: 0, jf: 1, k: libc::SYS_pkey_alloc as u32 },
+                Insn { code: 0x06, jt: 0, jf: 0, k: 0x0005_0000 | libc::ENOSPC as u32 },
+                Insn { code: 0x06, jt: 0, jf: 0, k: 0x7fff_0000 },
+            ];
+            let p = Prog {
+                len: prog.len() as u16,
+                filter: prog.as_ptr(),
+            };
+            if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0
+                || libc::syscall(libc::SYS_seccomp, 1 /* SET_MODE_FILTER */, 0, &p as *const Prog) != 0
+            {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    cmd.output().unwrap()
+}
+
+/// Where protection keys cannot be had, the default is the process backend,
+/// never `split`, and `cofferdam info` says why; asking for `mpk` there is
+/// refused, not answered with something else.
+#[test]
+fn without_protection_keys_the_default_is_the_process_backend() {
+    let out = without_keys(&["info", "--json"], None);
+    let i: Value = serde_json::from_slice(&out.stdout).expect("info --json prints JSON");
+    assert_eq!(i["backend"], "process", "{i}");
+    assert_eq!(i["protects_memory"], true, "{i}");
+    let why = i["reason"].as_str().unwrap();
+    assert!(
+        why.contains("pkey_alloc") && why.contains("process backend"),
+        "{why}"
+    );
+    assert!(i["refused"].is_null(), "{i}");
+    assert!(out.status.success());
+    let forced = without_keys(&["info"], Some("mpk"));
+    assert!(!forced.status.success());
+    let text = String::from_utf8_lossy(&forced.stdout);
+    assert!(text.contains("COFFERDAM_BACKEND=mpk, but"), "{text}");
+}

@@ -413,8 +413,30 @@ fn the_helper_cannot_reach_the_parent() {
         matches!(e, Error::Fault(ref f) if matches!(f.kind, FaultKind::Syscall { nr, .. } if nr == libc::SYS_kill as u32)),
         "{e:?}"
     );
-    // The same kill aimed at the helper itself is allowed (abort uses it).
+    // Nor can it open the parent's memory, maps or environment through
+    // /proc (the parent is not dumpable once it has a helper, and the
+    // helper has no capabilities even when the program runs as root); the
+    // parent's world-readable `stat` opens (the negative control: the path
+    // and the call work).
     c.renew().unwrap();
+    for (file, want_open) in [("stat", true), ("mem", false), ("maps", false), ("environ", false)] {
+        {
+            let path = ForeignBuf::from_str_nul(&format!("/proc/{ppid}/{file}")).unwrap();
+            // SAFETY: open(const char *, int) -> int, libc's, on a
+            // NUL-terminated foreign string; the descriptor stays in the
+            // helper.
+            let fd: i32 = unsafe {
+                c.call(
+                    "open",
+                    libc::open as *const (),
+                    (path.as_foreign_ptr(), libc::O_RDONLY),
+                )
+            }
+            .unwrap();
+            assert_eq!(fd >= 0, want_open, "/proc/{ppid}/{file} from the helper: {fd}");
+        }
+    }
+    // The same kill aimed at the helper itself is allowed (abort uses it).
     // SAFETY: the C function named takes and returns exactly the argument
     // and return types given here (its definition is in this test's C code,
     // or libc's); memory it is handed is foreign memory or plain integers.

@@ -137,6 +137,43 @@ pub(crate) fn futex_wake(word: &AtomicU32, n: u32) {
     };
 }
 
+/// `capset` to nothing: empty effective, permitted and inheritable sets.
+/// A process started by root keeps uid 0 but loses what makes root strong:
+/// `CAP_SYS_PTRACE` above all, which would let it open another process's
+/// `/proc/<pid>/mem` even when that process is not dumpable. With
+/// `no_new_privs` (set with the seccomp filter) nothing gives them back.
+pub(crate) fn drop_capabilities() -> io::Result<()> {
+    #[repr(C)]
+    struct Header {
+        version: u32,
+        pid: c_int,
+    }
+    #[repr(C)]
+    #[derive(Clone, Copy)]
+    struct Data {
+        effective: u32,
+        permitted: u32,
+        inheritable: u32,
+    }
+    // _LINUX_CAPABILITY_VERSION_3: two 32-bit words per set.
+    let mut h = Header {
+        version: 0x2008_0522,
+        pid: 0,
+    };
+    let d = [Data {
+        effective: 0,
+        permitted: 0,
+        inheritable: 0,
+    }; 2];
+    // SAFETY: capset reads a valid header and two data words, both live
+    // for the call; pid 0 is this thread (the helper's only one yet).
+    let r = unsafe { libc::syscall(libc::SYS_capset, &mut h as *mut Header, d.as_ptr()) };
+    if r != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 /// `setrlimit(resource, value, value)`.
 pub(crate) fn set_rlimit(resource: c_int, value: u64) -> io::Result<()> {
     let r = libc::rlimit {

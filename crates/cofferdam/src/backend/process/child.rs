@@ -110,6 +110,13 @@ fn serve() -> c_int {
     }
     // Nothing may ptrace or read this process either (and no core dumps).
     let _ = sys::prctl(libc::PR_SET_DUMPABLE, 0);
+    // No capabilities: a helper of a program run as root would otherwise
+    // keep CAP_SYS_PTRACE and could open the parent's /proc/<pid>/mem,
+    // non-dumpable or not. Before any thread starts (capset acts on the
+    // calling thread; threads inherit its sets).
+    if let Err(e) = sys::drop_capabilities() {
+        return fail(control, &format!("dropping capabilities: {e}"));
+    }
     install_handlers();
     // The lifeline: when the parent dies, the pipe's write end closes.
     let watch = std::thread::Builder::new()
