@@ -208,7 +208,19 @@ fn callback_qsort(rounds: usize) -> Result<Value, String> {
         _ => 0,
     })
     .map_err(|e| format!("no callback: {e}"))?;
-    let (mut bare, mut gate) = (vec![], vec![]);
+    // On an in-process backend, the same sort through a process compartment
+    // beside it (the comparator runs in this process either way).
+    let pc = if c.backend() == cofferdam::Backend::Process {
+        None
+    } else {
+        Some(
+            Compartment::builder("bench-callback-process")
+                .backend(cofferdam::Backend::Process)
+                .build()
+                .map_err(|e| format!("no process compartment: {e}"))?,
+        )
+    };
+    let (mut bare, mut gate, mut process) = (vec![], vec![], vec![]);
     let mut plain = input.clone();
     for _ in 0..rounds {
         plain.copy_from_slice(&input);
@@ -247,7 +259,26 @@ fn callback_qsort(rounds: usize) -> Result<Value, String> {
         if v.to_vec() != want {
             return Err("gated qsort did not sort".into());
         }
+        if let Some(pc) = &pc {
+            let v = cofferdam::ForeignVec::<c_int>::from_slice(&input).map_err(|e| e.to_string())?;
+            let t = Instant::now();
+            // SAFETY: as above, in the helper's libc.
+            let r: Result<(), _> = unsafe {
+                pc.call_with_callbacks(
+                    "qsort",
+                    libc::qsort as *const (),
+                    (v.as_foreign_ptr(), N, 4usize, cmp.stub()),
+                    &[&cmp],
+                )
+            };
+            process.push(t.elapsed().as_nanos() as f64);
+            r.map_err(|e| format!("qsort in a helper: {e}"))?;
+            if v.to_vec() != want {
+                return Err("qsort in a helper did not sort".into());
+            }
+        }
     }
+    let process = (!process.is_empty()).then(|| median(process));
     let (bare, gate) = (median(bare), median(gate));
     Ok(json!({
         "name": "callback",
@@ -256,6 +287,8 @@ fn callback_qsort(rounds: usize) -> Result<Value, String> {
         "bare_ns": round2(bare),
         "gate_ns": round2(gate),
         "gate_over_bare": round2(gate / bare),
+        "process_ns": process.map(round2),
+        "process_over_bare": process.map(|p| round2(p / bare)),
         "rounds": rounds,
     }))
 }

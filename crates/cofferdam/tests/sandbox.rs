@@ -92,7 +92,7 @@ extern "C" {
 static WORD: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 fn returning<R>(word: usize, f: impl FnOnce() -> R) -> R {
-    returning_in(&liars_compartment().unwrap(), word, f)
+    returning_in(liars_compartment().unwrap(), word, f)
 }
 
 /// Sets the word in `c`'s library, through `c` (on the process backend the
