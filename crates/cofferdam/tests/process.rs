@@ -669,3 +669,47 @@ fn callbacks_nest_with_calls_and_are_armed_for_their_call_only() {
     assert_eq!(cb.refusals(), 1);
     assert!(!c.is_poisoned());
 }
+
+/// Calls `cb` without end (a library stuck in a loop over a callback).
+extern "C" fn call_back_forever(cb: extern "C" fn(i64) -> i64) -> i64 {
+    let mut x = 0;
+    loop {
+        x = cb(x);
+    }
+}
+
+#[test]
+fn a_library_calling_back_without_end_times_out() {
+    let c = Compartment::builder("proc-cb-loop")
+        .backend(Backend::Process)
+        .timeout(Duration::from_millis(300))
+        .build()
+        .unwrap();
+    let calls = Cell::new(0u64);
+    let cb = Callback::<fn(i64) -> i64>::new(|x| {
+        calls.set(calls.get() + 1);
+        x + 1
+    })
+    .unwrap();
+    // SAFETY: call_back_forever(fn(i64) -> i64) -> i64, a function of this
+    // test.
+    let e = unsafe {
+        c.call_with_callbacks::<_, i64>(
+            "call_back_forever",
+            call_back_forever as *const (),
+            (cb.stub(),),
+            &[&cb],
+        )
+    }
+    .unwrap_err();
+    assert!(
+        matches!(e, Error::Timeout { function: "call_back_forever", .. }),
+        "{e:?}"
+    );
+    assert!(calls.get() > 0, "the callback never ran");
+    assert!(c.is_poisoned());
+    c.renew().unwrap();
+    // SAFETY: add3(i64, i64, i64) -> i64, a function of this test.
+    let r: i64 = unsafe { c.call("add3", add3 as *const (), (1i64, 2i64, 3i64)) }.unwrap();
+    assert_eq!(r, 6);
+}

@@ -538,6 +538,10 @@ impl Helper {
     /// callbacks `armed`: each runs here, on this thread
     /// (`crate::callback::run_for_process`), and may make nested calls on
     /// the same slot; the first callback failure goes to `cb_error`.
+    ///
+    /// The timeout counts the time spent waiting for the helper, summed over
+    /// the call's round trips, not the time callbacks run here: a library
+    /// that calls back without end is stopped like one that loops.
     fn round_trip(
         &self,
         sp: *mut Slot,
@@ -547,14 +551,25 @@ impl Helper {
         spin: u32,
         cb_error: &mut Option<String>,
     ) -> Wait {
+        let mut waited = Duration::ZERO;
         loop {
             let seq = lease.next_seq();
             // SAFETY: `sp` is this thread's live slot (see `Engine::call`);
             // only shared references to its atomics are made here.
             let s = unsafe { &*sp };
-            match self.post_and_wait(s, seq, timeout, spin) {
+            let left = timeout.map(|t| t.saturating_sub(waited));
+            let start = Instant::now();
+            let w = self.post_and_wait(s, seq, left, spin);
+            waited += start.elapsed();
+            match w {
                 Wait::Done => {}
+                Wait::TimedOut(_) => return Wait::TimedOut(waited),
                 other => return other,
+            }
+            if timeout.is_some_and(|t| waited >= t) {
+                // Answered, but past the budget (a library calling back
+                // without end answers every time).
+                return Wait::TimedOut(waited);
             }
             if s.status.load(Ordering::Acquire) != chan::STATUS_OK {
                 return Wait::Done; // the caller reads the record
