@@ -96,6 +96,14 @@ fn decide() -> Decision {
         d.reason = "backend none: nothing to guard";
         return d;
     }
+    if rt.backend == Backend::Process {
+        // Foreign code runs in helpers, each under its own allowlist
+        // (backend/process/child.rs); this process runs none. Forcing the
+        // in-process filter here (a testing switch for split) would be
+        // inherited by every helper, which dies under it at start-up.
+        d.reason = "off: the process backend runs foreign code in helper processes, each under a seccomp allowlist of its own (COFFERDAM_SYSCALL_GUARD=on applies to in-process backends)";
+        return d;
+    }
     if sys::inherited_guard() {
         d.reason = "off: this process inherited a parent Cofferdam process's syscall guard (its own would need pkey syscalls the inherited filter traps)";
         return d;
