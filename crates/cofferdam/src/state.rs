@@ -17,7 +17,8 @@ pub enum Backend {
     /// Memory protection keys: the Rust heap carries key P, which foreign code
     /// runs without. Reads and writes of Rust memory by foreign code fault.
     Mpk,
-    /// No MPK on this machine: Rust's heap is a region of its own, apart from
+    /// Only on request (`COFFERDAM_BACKEND=split`; where MPK is missing the
+    /// default is [`Backend::Process`]): Rust's heap is a region of its own, apart from
     /// C's `malloc` (so C never receives recycled Rust memory), and faults in
     /// foreign code are contained, but foreign code that knows a Rust address
     /// can read and write it. Named "split (unprotected)" in output.

@@ -20,6 +20,7 @@
 //! | alloc foreign | C's `malloc` | C's `malloc` | the shared arena (`crate::foreign::arena`) |
 //! | read foreign | `memcpy` through the call | the same | the same, run in the helper |
 //! | renew | clears the poison | the same | [`process::Engine::renew`]: a fresh helper |
+//! | callbacks | the reverse gate (`crate::callback`) | the same | the helper's stubs, run here by `crate::callback::run_for_process` |
 //!
 //! `Compartment` holds the per-compartment part (`process::Engine` for
 //! process compartments) and dispatches to it; allocation dispatches in

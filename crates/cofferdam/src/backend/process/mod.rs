@@ -17,6 +17,12 @@
 //!   arguments and results in place, a short bounded spin, then a futex.
 //!   One helper thread serves each calling thread, so the library's
 //!   thread-local state and `errno` behave as they would in-process.
+//! * Callbacks run here, on the calling thread: the helper has a stub of
+//!   its own per callback slot (`child.rs`) and puts it in place of this
+//!   process's stub among the call's arguments; C calling it sends the
+//!   registers back over the same slot, and `crate::callback::run_for_process`
+//!   applies the reverse gate's checks. The conversation on a slot nests
+//!   (`chan.rs`): a callback may call the same compartment again.
 //! * A fault, `abort`, `exit` or kill of the helper is `Err(Fault)` naming
 //!   the compartment and function; a call that runs past the compartment's
 //!   timeout kills the helper (`Err(Timeout)`). Either poisons the
