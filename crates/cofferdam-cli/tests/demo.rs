@@ -447,10 +447,11 @@ fn without_protection_keys_the_default_is_the_process_backend() {
     assert_eq!(i["backend"], "process", "{i}");
     assert_eq!(i["protects_memory"], true, "{i}");
     let why = i["reason"].as_str().unwrap();
-    assert!(
-        why.contains("pkey_alloc") && why.contains("process backend"),
-        "{why}"
-    );
+    assert!(why.contains("process backend"), "{why}");
+    if i["cpu_pku"] == true && i["os_pke"] == true {
+        // Keys were there: the reason is the refusal the filter made.
+        assert!(why.contains("pkey_alloc"), "{why}");
+    }
     assert!(i["refused"].is_null(), "{i}");
     assert!(out.status.success());
     let forced = without_keys(&["info"], Some("mpk"));
