@@ -713,3 +713,24 @@ fn a_library_calling_back_without_end_times_out() {
     let r: i64 = unsafe { c.call("add3", add3 as *const (), (1i64, 2i64, 3i64)) }.unwrap();
     assert_eq!(r, 6);
 }
+
+#[test]
+fn a_library_the_program_opened_is_opened_in_the_helper_too() {
+    // libz, opened here with dlopen (not linked into this test): the helper
+    // opens the same file by path at the first call and resolves the
+    // function at the same offset.
+    // SAFETY: dlopen/dlsym with NUL-terminated names; the handle is kept
+    // open for the rest of the test program.
+    let f = unsafe {
+        let h = libc::dlopen(c"libz.so.1".as_ptr(), libc::RTLD_NOW | libc::RTLD_LOCAL);
+        assert!(!h.is_null(), "libz.so.1 is not installed");
+        libc::dlsym(h, c"zlibVersion".as_ptr())
+    };
+    assert!(!f.is_null());
+    let c = process("proc-dlopen");
+    // SAFETY: const char *zlibVersion(void), from libz.
+    let v: ForeignPtr<u8> = unsafe { c.call("zlibVersion", f as *const (), ()) }.unwrap();
+    let text = c.read_foreign_cstr(v, 32).unwrap();
+    assert!(text.starts_with(b"1."), "{:?}", String::from_utf8_lossy(&text));
+    assert!(!c.is_poisoned());
+}
