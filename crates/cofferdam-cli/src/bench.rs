@@ -550,6 +550,31 @@ fn process_call(rounds: usize, iters: u64) -> Result<Value, String> {
     }))
 }
 
+/// Runs `cofferdam bench --json --only <only>` again under
+/// `COFFERDAM_BACKEND=process` and returns its workloads.
+fn process_rows(quick: bool, only: &str) -> Result<Vec<Value>, String> {
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    let mut cmd = std::process::Command::new(exe);
+    cmd.args(["bench", "--json", "--only", only])
+        .env("COFFERDAM_BACKEND", "process");
+    if quick {
+        cmd.arg("--quick");
+    }
+    let out = cmd.output().map_err(|e| e.to_string())?;
+    if !out.status.success() {
+        return Err(format!(
+            "{}: {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    let v: Value = serde_json::from_slice(&out.stdout).map_err(|e| e.to_string())?;
+    v["workloads"]
+        .as_array()
+        .cloned()
+        .ok_or_else(|| "no workloads in its output".to_string())
+}
+
 /// Runs the workloads (all, or those whose name starts with one of the
 /// comma-separated prefixes in `only`) and prints their figures.
 pub fn run(json_out: bool, quick: bool, only: Option<&str>) -> ExitCode {
@@ -619,6 +644,20 @@ pub fn run(json_out: bool, quick: bool, only: Option<&str>) -> ExitCode {
     }
     if want("sqlite") {
         workloads.extend(cofferdam_example_sqlite::bench(real_rounds));
+    }
+    // The same libraries on the process backend, beside: their wrappers'
+    // compartments take the program's backend, so they run in a second
+    // `cofferdam bench` under COFFERDAM_BACKEND=process, whose rows (backend
+    // "process") are added here.
+    let libs: Vec<&str> = ["zlib", "sqlite"].into_iter().filter(|w| want(w)).collect();
+    if !libs.is_empty() && !wall_clock() {
+        match process_rows(quick, &libs.join(",")) {
+            Ok(rows) => workloads.extend(rows),
+            Err(e) => {
+                eprintln!("cofferdam bench: the process backend's run: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
     }
     if want("alloc-mt-2threads") {
         workloads.push(alloc_mt(rounds.min(7), 2, ops));

@@ -252,6 +252,13 @@ fn bench_json_reports_the_null_call_side_by_side() {
             .unwrap_or_else(|| panic!("no {name}"));
         assert!(real["bare_ns"].as_f64().unwrap() > 0.0, "{real}");
         assert!(real["gate_ns"].as_f64().unwrap() > 0.0, "{real}");
+        // And on the process backend, beside (the same rows when it is the
+        // program's backend).
+        assert!(
+            all.iter()
+                .any(|w| w["name"] == name && w["backend"] == "process"),
+            "no {name} on process"
+        );
     }
 }
 
