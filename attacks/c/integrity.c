@@ -164,16 +164,36 @@ uint32_t cd_pkru_xsave_offset(void) {
     if (!__get_cpuid_count(0xd, 9, &a, &b, &c, &d)) return 0;
     return b;
 }
-/* The XSAVE area's size for the features XCR0 enables: CPUID.(0DH,0).EBX. */
-static uint32_t xsave_size(void) {
-    unsigned a, b, c, d;
-    if (!__get_cpuid_count(0xd, 0, &a, &b, &c, &d)) return 0;
-    return b;
-}
 static uint64_t xcr0(void) {
     uint32_t lo, hi;
     __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
     return ((uint64_t)hi << 32) | lo;
+}
+/* The features a signal frame of this process carries: those XCR0 enables,
+ * less the ones the kernel keeps behind XFD until a process asks for them
+ * (AMX's tile data, CPUID.(0DH,i).ECX bit 2): their state is not in an
+ * ordinary process's frames, and the kernel refuses a frame that claims a
+ * larger area than its own. */
+static uint64_t frame_features(void) {
+    uint64_t x = xcr0();
+    for (unsigned i = 2; i < 63; i++) {
+        unsigned a, b, c, d;
+        if (!(x & (1ull << i))) continue;
+        if (__get_cpuid_count(0xd, i, &a, &b, &c, &d) && (c & 4)) x &= ~(1ull << i);
+    }
+    return x;
+}
+/* The size of the standard-form XSAVE area for `features`: the end of the
+ * last component (at least the legacy area and the header, 576 bytes). */
+static uint32_t xsave_size(uint64_t features) {
+    uint32_t end = 576;
+    for (unsigned i = 2; i < 63; i++) {
+        unsigned a, b, c, d;
+        if (!(features & (1ull << i))) continue;
+        if (!__get_cpuid_count(0xd, i, &a, &b, &c, &d)) return 0;
+        if (b + a > end) end = b + a;
+    }
+    return end;
 }
 
 #ifndef FP_XSTATE_MAGIC1
@@ -189,14 +209,20 @@ static uint64_t xcr0(void) {
  * with its XSTATE_BV bit as `pkru_present` says. Returns 0, or -1 where the
  * CPU lacks XSAVE/PKRU. */
 static int fill_xsave(uint8_t *fp, uint32_t pkru, int pkru_present) {
-    uint32_t off = cd_pkru_xsave_offset(), size = xsave_size();
+    uint64_t features = frame_features();
+    uint32_t off = cd_pkru_xsave_offset(), size = xsave_size(features);
     if (off == 0 || size == 0 || size + 4 > 4096 || off + 4 > size) return -1;
     zero_bytes(fp, 4096);
-    __asm__ volatile("xsave64 (%0)" : : "r"(fp), "a"(0xffffffffu), "d"(0xffffffffu) : "memory");
+    /* Only the frame's features: XSAVE of all of XCR0 would write AMX tile
+     * data (8 KiB) past the end of this 4 KiB area. */
+    __asm__ volatile("xsave64 (%0)"
+                     :
+                     : "r"(fp), "a"((uint32_t)features), "d"((uint32_t)(features >> 32))
+                     : "memory");
     volatile uint32_t *sw = (volatile uint32_t *)(fp + 464);
     sw[0] = FP_XSTATE_MAGIC1;
     sw[1] = size + 4; /* extended_size */
-    *(volatile uint64_t *)(fp + 472) = xcr0(); /* xfeatures */
+    *(volatile uint64_t *)(fp + 472) = features; /* xfeatures */
     sw[4] = size;     /* xstate_size */
     *(volatile uint32_t *)(fp + size) = FP_XSTATE_MAGIC2;
     volatile uint64_t *bv = (volatile uint64_t *)(fp + 512);
