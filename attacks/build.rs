@@ -4,6 +4,7 @@ fn main() {
     println!("cargo:rerun-if-changed=c/fatal.c");
     println!("cargo:rerun-if-changed=c/integrity.c");
     println!("cargo:rerun-if-changed=c/statics.c");
+    println!("cargo:rerun-if-changed=c/syscalls.c");
     println!("cargo:rerun-if-changed=c/lib/wrpkru_lib.c");
     cc::Build::new()
         .file("c/attacks.c")
@@ -11,6 +12,7 @@ fn main() {
         .file("c/fatal.c")
         .file("c/integrity.c")
         .file("c/statics.c")
+        .file("c/syscalls.c")
         // The attacks must do exactly what they say: no optimiser cleverness
         // about out-of-bounds accesses, and warnings are errors.
         .opt_level(1)

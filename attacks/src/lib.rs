@@ -23,6 +23,7 @@ use serde::{Deserialize, Serialize};
 
 pub mod integrity;
 pub mod statics;
+pub mod syscalls;
 
 pub mod ffi {
     //! The C attackers (see `c/attacks.c`).
@@ -282,6 +283,62 @@ pub fn all() -> &'static [Attack] {
             description: "foreign code registers an atexit handler from inside a gate; at exit it would read a Rust secret with Rust's rights",
             claimed_by: HEAP,
             run: Some(statics::exit_handler),
+            pending: None,
+        },
+        Attack {
+            name: "control-page-remap",
+            class: "syscall-escape",
+            description: "C moves the runtime's thread-state table away with mremap and maps a page of its own at its address (unprotected: a page of a Rust object)",
+            claimed_by: HEAP,
+            run: Some(syscalls::control_page_remap),
+            pending: None,
+        },
+        Attack {
+            name: "stack-page-remap",
+            class: "syscall-escape",
+            description: "C replaces a page of a Rust local array with a page of its own (mremap + MAP_FIXED)",
+            claimed_by: HEAP,
+            run: Some(syscalls::stack_page_remap),
+            pending: None,
+        },
+        Attack {
+            name: "process-vm-readv",
+            class: "syscall-escape",
+            description: "C reads a Rust secret with process_vm_readv(getpid()), a copy the kernel makes without checking protection keys",
+            claimed_by: HEAP,
+            run: Some(syscalls::process_vm_read),
+            pending: None,
+        },
+        Attack {
+            name: "sigaltstack-frame",
+            class: "syscall-escape",
+            description: "C points the alternate signal stack at Rust heap pages and signals itself: the kernel writes the signal frame over Rust data",
+            claimed_by: HEAP,
+            run: Some(syscalls::sigaltstack_frame),
+            pending: None,
+        },
+        Attack {
+            name: "clone-shared-tls",
+            class: "syscall-escape",
+            description: "C starts a thread with a raw clone() without CLONE_SETTLS (it shares the caller's TLS and FS base) and calls an armed Rust callback from it",
+            claimed_by: HEAP,
+            run: Some(syscalls::clone_shared_tls),
+            pending: None,
+        },
+        Attack {
+            name: "rseq-redirect",
+            class: "rights-escalation",
+            description: "C writes a critical section over Rust code into glibc's rseq area (no syscall): at a signal after the gate call returned, the kernel would send the Rust thread to C's abort handler with Rust's rights",
+            claimed_by: HEAP,
+            run: Some(syscalls::rseq_redirect),
+            pending: None,
+        },
+        Attack {
+            name: "proc-self-mem",
+            class: "syscall-escape",
+            description: "C opens /proc/self/mem and writes over a Rust secret (the kernel's remote access ignores protection keys)",
+            claimed_by: HEAP,
+            run: Some(syscalls::proc_self_mem),
             pending: None,
         },
     ]
@@ -1272,6 +1329,11 @@ fn process_note(attack: &str) -> Option<&'static str> {
         "handler-disarm" | "handler-disarm-kill" | "handler-disarm-raw" | "altstack-disable" | "foreign-handler" => "process backend: the signals C raises and the handlers it disarms are the helper's own; the program's fault handling is not reachable from another process, and each compartment has a helper of its own",
         "static-hijack" => "process backend: Rust's statics and thread-locals are in another address space; the helper writes only its own memory",
         "exit-handler" => "process backend: a handler the library registers runs at the helper's exit, in the helper, with nothing of Rust's in reach",
+        "control-page-remap" | "stack-page-remap" => "process backend: the helper's mremap and MAP_FIXED act on its own address space; the program's thread table and stacks are not mapped there",
+        "process-vm-readv" | "proc-self-mem" => "process backend: the helper reading its own memory finds nothing of Rust's; the program is another process, which the helper's allowlist, no-new-privileges and a non-dumpable parent keep it from reading (ptrace, process_vm_readv, /proc/<parent>/mem)",
+        "sigaltstack-frame" => "process backend: the signal frame is written into the helper's own memory; Rust's heap is not mapped there",
+        "clone-shared-tls" => "process backend: the helper's filter refuses a thread that shares the caller's TLS, and the program's callbacks are checked in the program, by thread",
+        "rseq-redirect" => "process backend: the rseq area and the code it would redirect are the helper's; the program's threads are not in the helper",
         _ => return None,
     })
 }

@@ -424,17 +424,42 @@ fn without_keys(args: &[&str], backend: Option<&str>) -> std::process::Output {
         cmd.pre_exec(|| {
             let prog = [
                 // A = syscall number; pkey_alloc -> ERRNO(ENOSPC), else allow.
-                Insn { code: 0x20, jt: 0, jf: 0, k: 0 },
-                Insn { code: 0x15, jt: 0, jf: 1, k: libc::SYS_pkey_alloc as u32 },
-                Insn { code: 0x06, jt: 0, jf: 0, k: 0x0005_0000 | libc::ENOSPC as u32 },
-                Insn { code: 0x06, jt: 0, jf: 0, k: 0x7fff_0000 },
+                Insn {
+                    code: 0x20,
+                    jt: 0,
+                    jf: 0,
+                    k: 0,
+                },
+                Insn {
+                    code: 0x15,
+                    jt: 0,
+                    jf: 1,
+                    k: libc::SYS_pkey_alloc as u32,
+                },
+                Insn {
+                    code: 0x06,
+                    jt: 0,
+                    jf: 0,
+                    k: 0x0005_0000 | libc::ENOSPC as u32,
+                },
+                Insn {
+                    code: 0x06,
+                    jt: 0,
+                    jf: 0,
+                    k: 0x7fff_0000,
+                },
             ];
             let p = Prog {
                 len: prog.len() as u16,
                 filter: prog.as_ptr(),
             };
             if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0
-                || libc::syscall(libc::SYS_seccomp, 1 /* SET_MODE_FILTER */, 0, &p as *const Prog) != 0
+                || libc::syscall(
+                    libc::SYS_seccomp,
+                    1, /* SET_MODE_FILTER */
+                    0,
+                    &p as *const Prog,
+                ) != 0
             {
                 return Err(std::io::Error::last_os_error());
             }

@@ -45,6 +45,7 @@ pub struct CompartmentBuilder {
     name: String,
     backend: Option<Backend>,
     limits: backend::process::Limits,
+    policy: Option<crate::SyscallPolicy>,
 }
 
 impl CompartmentBuilder {
@@ -93,6 +94,14 @@ impl CompartmentBuilder {
         self
     }
 
+    /// The syscall list for foreign code, changed by `policy` (see
+    /// [`Compartment::with_syscalls`]: the list is process-wide, fixed by
+    /// the first compartment).
+    pub fn syscalls(mut self, policy: &crate::SyscallPolicy) -> Self {
+        self.policy = Some(policy.clone());
+        self
+    }
+
     /// The compartment ([`Compartment::new`]'s errors, and
     /// [`Error::Process`] if its helper process cannot start).
     pub fn build(self) -> Result<Compartment, Error> {
@@ -128,7 +137,31 @@ impl Compartment {
             name: name.to_owned(),
             backend: None,
             limits: Default::default(),
+            policy: None,
         }
+    }
+
+    /// A new compartment whose foreign code gets the syscall list changed by
+    /// `policy` ([`crate::SyscallPolicy`]: allow more calls, or deny some
+    /// the default list allows). The same as
+    /// `Compartment::builder(name).syscalls(policy).build()`.
+    ///
+    /// There is one seccomp filter per process, so the list is
+    /// process-wide: it is fixed by the first compartment, and a later
+    /// compartment asking for a different list gets
+    /// [`Error::Unavailable`]. Call this for the first compartment.
+    ///
+    /// ```no_run
+    /// # #[global_allocator]
+    /// # static GLOBAL: cofferdam::ProtectedAlloc = cofferdam::ProtectedAlloc;
+    /// let policy = cofferdam::SyscallPolicy::new()
+    ///     .deny(libc::SYS_socket)?
+    ///     .allow(libc::SYS_memfd_create)?;
+    /// let c = cofferdam::Compartment::with_syscalls("codec", &policy)?;
+    /// # Ok::<(), cofferdam::Error>(())
+    /// ```
+    pub fn with_syscalls(name: &str, policy: &crate::SyscallPolicy) -> Result<Compartment, Error> {
+        Compartment::builder(name).syscalls(policy).build()
     }
 
     fn build(b: CompartmentBuilder) -> Result<Compartment, Error> {
@@ -163,7 +196,7 @@ impl Compartment {
             // The syscall guard and inspection (crate::guard), installed at
             // the first compartment so programs without foreign calls never
             // carry them.
-            crate::guard::ensure()?;
+            crate::guard::ensure_with(b.policy.as_ref())?;
         }
         let process = if chosen == Backend::Process {
             Some(backend::process::Engine::new(b.limits)?)

@@ -89,7 +89,7 @@ pub use gate::thread::is_protected;
 pub use gate::wrpkru_pair_call;
 pub use gate::{read_pkru, MAX_STACK_ARGS};
 pub use guard::inspect::{Library, ScannedObject};
-pub use guard::GuardInfo;
+pub use guard::{GuardInfo, SyscallPolicy};
 
 use core::fmt;
 
@@ -325,8 +325,8 @@ impl fmt::Display for Info {
             writeln!(f, "libc pkey_set:    {}", g.pkey_set)?;
             writeln!(
                 f,
-                "syscalls:         {} refused, {} trusted re-issued",
-                g.refused_syscalls, g.reissued_syscalls
+                "syscalls:         allowlist; {} refused, {} foreign checked and run, {} trusted re-issued",
+                g.refused_syscalls, g.checked_syscalls, g.reissued_syscalls
             )?;
             for o in &g.scanned {
                 let verdict = if o.refused.is_empty() {
@@ -346,4 +346,13 @@ impl fmt::Display for Info {
         }
         Ok(())
     }
+}
+
+/// The runtime's control pages (the thread-state table and the callback
+/// slots, tagged with P): `(start, len)`, or `None` before the runtime has
+/// them. For the attack suite and tests.
+#[doc(hidden)]
+pub fn control_pages() -> Option<(usize, usize)> {
+    let c = gate::config::get();
+    (c.state_len != 0).then(|| (c.state_base, c.state_len + c.nslots * callback::SLOT_SIZE))
 }

@@ -277,9 +277,7 @@ fn a_killed_helper_is_a_fault() {
     unsafe { libc::kill(pid, libc::SIGKILL) };
     // Wait until it is gone (kill is asynchronous): its /proc entry turns
     // into a zombie's, which the compartment has not reaped yet.
-    while std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .is_ok_and(|st| !st.contains(") Z"))
-    {
+    while std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|st| !st.contains(") Z")) {
         std::thread::yield_now();
     }
     // SAFETY: add3(i64, i64, i64) -> i64, a function of this test.
@@ -419,7 +417,12 @@ fn the_helper_cannot_reach_the_parent() {
     // parent's world-readable `stat` opens (the negative control: the path
     // and the call work).
     c.renew().unwrap();
-    for (file, want_open) in [("stat", true), ("mem", false), ("maps", false), ("environ", false)] {
+    for (file, want_open) in [
+        ("stat", true),
+        ("mem", false),
+        ("maps", false),
+        ("environ", false),
+    ] {
         {
             let path = ForeignBuf::from_str_nul(&format!("/proc/{ppid}/{file}")).unwrap();
             // SAFETY: open(const char *, int) -> int, libc's, on a
@@ -433,7 +436,11 @@ fn the_helper_cannot_reach_the_parent() {
                 )
             }
             .unwrap();
-            assert_eq!(fd >= 0, want_open, "/proc/{ppid}/{file} from the helper: {fd}");
+            assert_eq!(
+                fd >= 0,
+                want_open,
+                "/proc/{ppid}/{file} from the helper: {fd}"
+            );
         }
     }
     // The same kill aimed at the helper itself is allowed (abort uses it).
@@ -601,7 +608,11 @@ fn a_callback_from_the_child_runs_here() {
     let mut want = data.clone();
     want.sort();
     assert_eq!(v.to_vec(), want);
-    assert!(calls.get() >= 4999, "the comparator ran {} times", calls.get());
+    assert!(
+        calls.get() >= 4999,
+        "the comparator ran {} times",
+        calls.get()
+    );
     assert_eq!(cmp.refusals(), 0);
 }
 
@@ -665,7 +676,11 @@ fn callbacks_nest_with_calls_and_are_armed_for_their_call_only() {
     // SAFETY: call_kept(i64) -> i64, a function of this test.
     let r: i64 = unsafe { c.call("call_kept", call_kept as *const (), (5i64,)) }.unwrap();
     assert_eq!(r, -7);
-    assert_eq!(depth.get(), 1, "a callback ran outside the call that passed it");
+    assert_eq!(
+        depth.get(),
+        1,
+        "a callback ran outside the call that passed it"
+    );
     assert_eq!(cb.refusals(), 1);
     assert!(!c.is_poisoned());
 }
@@ -703,7 +718,13 @@ fn a_library_calling_back_without_end_times_out() {
     }
     .unwrap_err();
     assert!(
-        matches!(e, Error::Timeout { function: "call_back_forever", .. }),
+        matches!(
+            e,
+            Error::Timeout {
+                function: "call_back_forever",
+                ..
+            }
+        ),
         "{e:?}"
     );
     assert!(calls.get() > 0, "the callback never ran");
@@ -731,6 +752,10 @@ fn a_library_the_program_opened_is_opened_in_the_helper_too() {
     // SAFETY: const char *zlibVersion(void), from libz.
     let v: ForeignPtr<u8> = unsafe { c.call("zlibVersion", f as *const (), ()) }.unwrap();
     let text = c.read_foreign_cstr(v, 32).unwrap();
-    assert!(text.starts_with(b"1."), "{:?}", String::from_utf8_lossy(&text));
+    assert!(
+        text.starts_with(b"1."),
+        "{:?}",
+        String::from_utf8_lossy(&text)
+    );
     assert!(!c.is_poisoned());
 }

@@ -79,6 +79,12 @@ impl SignalContext {
         }
     }
 
+    /// The kernel's ucontext itself, for the syscall guard's emulations
+    /// (`sigaltstack`, `rt_sigprocmask`), which write its stack and mask.
+    pub(crate) fn ucontext(&self) -> *mut libc::ucontext_t {
+        self.uc
+    }
+
     fn gregs(&self) -> *mut libc::greg_t {
         // SAFETY: the kernel's ucontext (contract of `new`).
         unsafe { (*self.uc).uc_mcontext.gregs.as_mut_ptr() }

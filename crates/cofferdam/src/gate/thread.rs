@@ -90,9 +90,13 @@ pub(crate) struct ThreadState {
     pub id_lo: usize,
     pub id_hi: usize,
     /// The thread's Rust TLS pages, tagged with P (0, 0 if not). Read by
-    /// other threads (`contains_protected`).
+    /// other threads (`is_protected`).
     pub tls_lo: AtomicUsize,
     pub tls_hi: AtomicUsize,
+    /// The thread's alternate signal stack while it has state (0, 0 if
+    /// none): a protected range for the syscall guard. Read by other threads.
+    pub alt_lo: AtomicUsize,
+    pub alt_hi: AtomicUsize,
 }
 
 /// Whether stacks are tagged, and why not: written when the runtime starts
@@ -357,7 +361,16 @@ pub(crate) fn adopt() -> Result<*mut ThreadState, &'static str> {
         (*st).id_hi = 0;
         (*st).tls_lo.store(0, Ordering::Relaxed);
         (*st).tls_hi.store(0, Ordering::Relaxed);
+        (*st).alt_lo.store(0, Ordering::Relaxed);
+        (*st).alt_hi.store(0, Ordering::Relaxed);
     }
+    // The entry and the alternate stack first: finding the stack below makes
+    // syscalls (`/proc/self/maps`, glibc's attribute query) that the guard
+    // traps, and a trap on a thread without an armed entry is handled as a
+    // foreign thread's, without P's rights (it would resume with P denied).
+    asm::set_tls_state(st as usize);
+    // SAFETY: our entry, at `index`.
+    unsafe { arm_alt_stack(&mut *st, index) };
     // The thread's stack, for the cheap ownership check (if it cannot be
     // determined, every check reads the FS base).
     let here = &fs as *const u64 as usize;
@@ -373,9 +386,6 @@ pub(crate) fn adopt() -> Result<*mut ThreadState, &'static str> {
             (*st).id_hi = hi;
         }
     }
-    asm::set_tls_state(st as usize);
-    // SAFETY: our entry, at `index`.
-    unsafe { arm_alt_stack(&mut *st, index) };
     // Undo it all when the thread exits (if TLS destructors can still be
     // registered: not during the thread's own teardown). The main thread
     // needs none: its exit ends the process.
@@ -389,6 +399,7 @@ pub(crate) fn adopt() -> Result<*mut ThreadState, &'static str> {
 /// thread there is the one that forked, and its state now belongs to a new
 /// thread id.
 pub(crate) extern "C" fn after_fork_in_child() {
+    crate::guard::after_fork_in_child();
     if let Some(st) = existing() {
         // SAFETY: this thread's checked entry, which only it writes.
         unsafe { (*st).tid = sys::gettid() };
@@ -421,6 +432,10 @@ fn enter() -> Result<*mut ThreadState, &'static str> {
         (*st).foreign_base = map + page + size;
         (*st).foreign_top = map + page + size;
     }
+    // glibc's rseq registration would let foreign code that writes this
+    // thread's rseq area (TLS) send it to an abort handler of its choice
+    // with P's rights, at a preemption after a gate call returned.
+    crate::guard::unregister_rseq();
     if c.tag_stacks != 0 {
         // SAFETY: our entry.
         unsafe { tag_stack(&mut *st, c.pkey) };
@@ -494,6 +509,8 @@ unsafe fn arm_alt_stack(st: &mut ThreadState, index: usize) {
     } == 0
     {
         st.alt_armed = 1;
+        st.alt_lo.store(lo, Ordering::Relaxed);
+        st.alt_hi.store(hi, Ordering::Release);
     }
 }
 
@@ -642,6 +659,8 @@ fn leave() {
         st.foreign_map = 0;
         st.foreign_top = 0;
     }
+    st.alt_hi.store(0, Ordering::Release);
+    st.alt_lo.store(0, Ordering::Relaxed);
     st.id_lo = 0;
     st.id_hi = 0;
     asm::set_tls_state(0);
@@ -857,4 +876,30 @@ pub fn is_protected(addr: usize, len: usize) -> bool {
         }
     }
     false
+}
+
+/// Whether `[addr, addr + len)` meets the alternate signal stack of a thread
+/// that has state (the syscall guard keeps foreign code from remapping them).
+pub(crate) fn touches_alt_stack(addr: usize, len: usize) -> bool {
+    let Some(end) = addr.checked_add(len.max(1)) else {
+        return true;
+    };
+    let c = config::get();
+    let high = HIGH.load(Ordering::Acquire).min(c.state_len / STATE_SIZE);
+    (0..high).any(|i| {
+        let e = (c.state_base + i * STATE_SIZE) as *const ThreadState;
+        // SAFETY: entries of the mapped table, read atomically.
+        let (lo, hi) = unsafe {
+            (
+                (*e).alt_lo.load(Ordering::Relaxed),
+                (*e).alt_hi.load(Ordering::Acquire),
+            )
+        };
+        hi > lo && addr < hi && end > lo
+    })
+}
+
+/// This thread's thread pointer (FS base), read the way the gate reads it.
+pub(crate) fn thread_pointer() -> usize {
+    asm::fs_base(config::get().fsgsbase != 0) as usize
 }

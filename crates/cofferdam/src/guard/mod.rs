@@ -1,21 +1,24 @@
 //! Foreign code cannot grant itself rights: the syscall guard and the
 //! inspection of foreign code.
 //!
-//! * [`bpf`]: a seccomp-BPF filter, installed process-wide (TSYNC, after
-//!   `PR_SET_NO_NEW_PRIVS`) at the first [`crate::Compartment::new`] or
-//!   [`crate::Compartment::load`] on the mpk backend, that traps the syscalls
-//!   which could retag, unmap or zero protected memory or create executable
-//!   memory (see `bpf.rs` for the exact rules and `docs/guard.md`).
+//! * [`policy`]: the syscall allowlist. While foreign code runs, every call
+//!   off the list is refused; calls that need a look at their arguments are
+//!   trapped and decided by the handler ([`check`]).
+//! * [`bpf`]: the seccomp-BPF filter built from the list, installed
+//!   process-wide (TSYNC, after `PR_SET_NO_NEW_PRIVS`) at the first
+//!   [`crate::Compartment::new`] or [`crate::Compartment::load`] on the mpk
+//!   backend. It cannot see PKRU, so trusted code's calls pass through it
+//!   too: listed calls run directly, the rest trap.
 //! * [`on_sigsys`]: the trap handler (reached through the fault module's
 //!   signal entry, so it runs with P's rights). A trapped call is *trusted*
 //!   when the interrupted context had P's rights (PKRU from the signal
 //!   frame; on the split backend: when the thread is not inside a gate). A
-//!   trusted call is re-issued with the guard's token in the sixth argument
-//!   register, which the filter lets through; the token lives in the
-//!   P-protected state area and in registers only. An untrusted call inside
-//!   a gate ends that gate call with `Err(Fault)` of kind
-//!   [`crate::FaultKind::Syscall`]; an untrusted call outside any gate (a
-//!   thread foreign code started) fails with `EPERM`.
+//!   trusted call is re-issued with the guard's token in an argument the
+//!   filter checks; the token lives in the P-protected state area and in
+//!   registers only. A foreign call is checked ([`check::foreign`]) and
+//!   re-issued, or refused: inside a gate that ends the gate call with
+//!   `Err(Fault)` of kind [`crate::FaultKind::Syscall`]; outside any gate (a
+//!   thread foreign code started) it fails with `EPERM`.
 //! * [`inspect`]: `pkey_set` in libc is neutralised before the filter is
 //!   installed; objects that foreign functions live in are scanned for
 //!   WRPKRU/XRSTOR/XRSTORS at their first call; `Compartment::load` scans a
@@ -25,9 +28,13 @@
 //! the split backend too, where it protects nothing but can be tested).
 
 pub(crate) mod bpf;
+mod check;
 pub(crate) mod inspect;
+mod notify;
+pub(crate) mod policy;
 pub(crate) mod scope;
 
+use core::ffi::c_void;
 use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Mutex;
 
@@ -35,7 +42,14 @@ use crate::error::Error;
 use crate::gate::{self, FaultRecord};
 use crate::state::{self, Backend};
 use crate::sys;
-use core::ffi::c_void;
+
+/// In a forked child (from the `pthread_atfork` handler).
+pub(crate) fn after_fork_in_child() {
+    notify::after_fork_in_child();
+}
+
+/// The filter was installed under another process's listener (`install`).
+static NESTED: AtomicBool = AtomicBool::new(false);
 
 /// Whether the filter is installed (read by the SIGSYS handler).
 static ON: AtomicBool = AtomicBool::new(false);
@@ -45,6 +59,66 @@ pub(crate) static INSPECT: AtomicBool = AtomicBool::new(false);
 static REFUSED: AtomicUsize = AtomicUsize::new(0);
 /// Trusted syscalls the handler re-issued.
 static REISSUED: AtomicUsize = AtomicUsize::new(0);
+/// Foreign syscalls the handler checked and re-issued.
+static CHECKED: AtomicUsize = AtomicUsize::new(0);
+
+/// Changes to the default syscall list, for the whole process (there is one
+/// filter): see [`crate::Compartment::with_syscalls`].
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SyscallPolicy {
+    allow: Vec<u32>,
+    deny: Vec<u32>,
+}
+
+impl SyscallPolicy {
+    /// The default list.
+    pub fn new() -> SyscallPolicy {
+        SyscallPolicy::default()
+    }
+
+    /// Lets foreign code also make syscall `nr` (x86_64 number, e.g.
+    /// `libc::SYS_memfd_create`), run by the kernel with foreign code's
+    /// rights. Calls that make the kernel touch memory without PKRU, change
+    /// protection keys, escape the filter or start programs, and the calls
+    /// the handler checks, cannot be added: `Error::Unavailable` says so.
+    pub fn allow(mut self, nr: i64) -> Result<SyscallPolicy, Error> {
+        let n = u32::try_from(nr).map_err(|_| Error::Unavailable {
+            reason: "not a syscall number",
+        })?;
+        if policy::never_allowable(n) {
+            return Err(Error::Unavailable {
+                reason: "this syscall cannot be allowed for foreign code (kernel deputy, protection keys, filter escape, program start, or a call the guard checks itself)",
+            });
+        }
+        if !self.allow.contains(&n) {
+            self.allow.push(n);
+        }
+        self.deny.retain(|&d| d != n);
+        Ok(self)
+    }
+
+    /// Refuses syscall `nr` to foreign code although the default list has
+    /// it (trusted code's calls still run, re-issued by the handler). Only
+    /// calls the filter allows outright can be denied.
+    pub fn deny(mut self, nr: i64) -> Result<SyscallPolicy, Error> {
+        let n = u32::try_from(nr).map_err(|_| Error::Unavailable {
+            reason: "not a syscall number",
+        })?;
+        if policy::rule(n, &[], &[]) != Some(policy::Rule::Allow) {
+            return Err(Error::Unavailable {
+                reason: "only calls the default list allows outright can be denied",
+            });
+        }
+        if !self.deny.contains(&n) {
+            self.deny.push(n);
+        }
+        self.allow.retain(|&a| a != n);
+        Ok(self)
+    }
+}
+
+/// The policy the filter was (or will be) built from.
+static POLICY: Mutex<Option<SyscallPolicy>> = Mutex::new(None);
 
 /// The one-time decision.
 #[derive(Clone, Copy, Debug)]
@@ -132,10 +206,147 @@ fn decide() -> Decision {
     d
 }
 
-fn install() -> Result<(), &'static str> {
-    let Some((start, len)) = crate::alloc::reservation() else {
-        return Err("no protected reservation (ProtectedAlloc is not the global allocator)");
+/// Layout of the protected state area (P-tagged, 64 KiB): word 0 the
+/// token, words 1 and 2 glibc's rseq offset and size, word 8 the number of
+/// static protected ranges, from byte 128 the ranges (`[lo, hi)` pairs).
+const RSEQ_OFFSET_WORD: usize = 1;
+const RSEQ_SIZE_WORD: usize = 2;
+const NRANGES_WORD: usize = 8;
+const RANGES_AT: usize = 16;
+const MAX_RANGES: usize = (64 * 1024 / 8 - RANGES_AT) / 2;
+
+fn state_word(i: usize) -> Option<*mut u64> {
+    // SAFETY (of the arithmetic): the state area holds 64 KiB; i < 8192.
+    crate::alloc::state_area().map(|p| unsafe { (p as *mut u64).add(i) })
+}
+
+/// Whether `[addr, end)` meets a range recorded at install.
+pub(crate) fn static_ranges_meet(addr: usize, end: usize) -> bool {
+    let Some(n) = state_word(NRANGES_WORD) else {
+        return false;
     };
+    // SAFETY: the state area is readable (callers run with P's rights) and
+    // the count and ranges were written once before the filter existed.
+    unsafe {
+        let n = (n.read_volatile() as usize).min(MAX_RANGES);
+        let r = state_word(RANGES_AT).expect("state area") as *const u64;
+        (0..n).any(|i| {
+            let lo = r.add(2 * i).read_volatile() as usize;
+            let hi = r.add(2 * i + 1).read_volatile() as usize;
+            addr < hi && end > lo
+        })
+    }
+}
+
+/// The ranges recorded at install: the gate's configuration page, the
+/// signal table, and every PT_LOAD segment of every object loaded now (the
+/// gate's code, Cofferdam's and the program's code and data, libc, ld.so).
+fn record_static_ranges() -> Vec<(usize, usize)> {
+    let mut ranges: Vec<(usize, usize)> = Vec::new();
+    let cfg = gate::config::CONFIG.0.get() as usize;
+    ranges.push((cfg, cfg + 4096));
+    let (table, table_len) = crate::fault::table_page();
+    ranges.push((table, table + table_len));
+    unsafe extern "C" fn each(
+        info: *mut libc::dl_phdr_info,
+        _size: usize,
+        data: *mut core::ffi::c_void,
+    ) -> i32 {
+        // SAFETY: dl_iterate_phdr passes a valid info for each object and
+        // our `data` (a Vec of ranges).
+        unsafe {
+            let v = &mut *(data as *mut Vec<(usize, usize)>);
+            let info = &*info;
+            for i in 0..info.dlpi_phnum as usize {
+                let ph = &*info.dlpi_phdr.add(i);
+                if ph.p_type == libc::PT_LOAD && ph.p_memsz != 0 {
+                    let lo = (info.dlpi_addr as usize + ph.p_vaddr as usize) & !4095;
+                    let hi = (info.dlpi_addr as usize + (ph.p_vaddr + ph.p_memsz) as usize + 4095)
+                        & !4095;
+                    v.push((lo, hi));
+                }
+            }
+        }
+        0
+    }
+    // SAFETY: the callback only reads the loader's tables and pushes to the
+    // Vec passed as data.
+    unsafe { libc::dl_iterate_phdr(Some(each), (&mut ranges as *mut Vec<_>).cast()) };
+    ranges.truncate(MAX_RANGES);
+    let (Some(n), Some(r)) = (state_word(NRANGES_WORD), state_word(RANGES_AT)) else {
+        return ranges;
+    };
+    // SAFETY: inside the state area (MAX_RANGES pairs fit); written before
+    // the filter is installed, read-only afterwards.
+    unsafe {
+        for (i, &(lo, hi)) in ranges.iter().enumerate() {
+            r.add(2 * i).write_volatile(lo as u64);
+            r.add(2 * i + 1).write_volatile(hi as u64);
+        }
+        n.write_volatile(ranges.len() as u64);
+    }
+    ranges
+}
+
+/// glibc's rseq area for this thread, as `(offset from the thread pointer,
+/// registered size)`, recorded at install (0 size: glibc registers none).
+fn record_rseq() {
+    let off = sys::dlsym(libc::RTLD_DEFAULT, c"__rseq_offset");
+    let size = sys::dlsym(libc::RTLD_DEFAULT, c"__rseq_size");
+    let (Some(off), Some(size), Some(wo), Some(ws)) = (
+        off,
+        size,
+        state_word(RSEQ_OFFSET_WORD),
+        state_word(RSEQ_SIZE_WORD),
+    ) else {
+        return;
+    };
+    // SAFETY: glibc exports `ptrdiff_t __rseq_offset` and `unsigned int
+    // __rseq_size` (2.35+); the state area words are ours.
+    unsafe {
+        wo.write_volatile((off as *const isize).read() as u64);
+        ws.write_volatile((size as *const u32).read() as u64);
+    }
+}
+
+/// Unregisters glibc's rseq area of the calling thread (called at install
+/// and at each thread's first gate call). With the guard on, `rseq`
+/// registration is refused process-wide, so threads created later never
+/// register one.
+pub(crate) fn unregister_rseq() {
+    const RSEQ_SIG: u64 = 0x5305_3053;
+    if !ON.load(Ordering::Acquire) {
+        return;
+    }
+    let (Some(tok), Some(wo), Some(ws)) = (
+        token_ptr(),
+        state_word(RSEQ_OFFSET_WORD),
+        state_word(RSEQ_SIZE_WORD),
+    ) else {
+        return;
+    };
+    // SAFETY: state area words (readable with P's rights: trusted code).
+    let (off, size) = unsafe { (wo.read_volatile() as i64, ws.read_volatile()) };
+    if size == 0 {
+        return;
+    }
+    let area = (gate::thread::thread_pointer() as i64).wrapping_add(off) as u64;
+    for len in [size.max(32), 32] {
+        // SAFETY: rseq(area, len, UNREGISTER, sig) only unregisters this
+        // thread's area if it is the registered one; the token is readable.
+        let r = with_signals_blocked(false, || unsafe {
+            gate::syscall::syscall_with_token(libc::SYS_rseq, [area, len, 1, RSEQ_SIG, 0], tok)
+        });
+        if r == 0 || r == -(libc::EINVAL as i64) && len == 32 {
+            return;
+        }
+    }
+}
+
+fn install() -> Result<(), &'static str> {
+    if crate::alloc::reservation().is_none() {
+        return Err("no protected reservation (ProtectedAlloc is not the global allocator)");
+    }
     let tok = token_ptr().ok_or("no protected state area")?;
     let token = loop {
         let t = sys::random_u64().map_err(|_| "getrandom failed")? & TOKEN_MASK;
@@ -146,45 +357,84 @@ fn install() -> Result<(), &'static str> {
     // SAFETY: the state area is 64 KiB of read-write memory owned by
     // Cofferdam; its first word is the token's home.
     unsafe { (tok as *mut u64).write_volatile(token) };
-    let cfg = gate::config::CONFIG.0.get() as usize;
-    let (table, table_len) = crate::fault::table_page();
+    let images = record_static_ranges();
+    record_rseq();
+    let pol = POLICY
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .get_or_insert_with(SyscallPolicy::default)
+        .clone();
+    let (rs, rl) = crate::alloc::reservation().expect("checked above");
+    let (cfg_lo, table) = (
+        gate::config::CONFIG.0.get() as usize,
+        crate::fault::table_page(),
+    );
     let c = gate::config::get();
-    let ctl_end = c.state_base + c.state_len + c.nslots * crate::callback::SLOT_SIZE;
-    let ranges = [
-        (start as u64, (start + len) as u64),
-        (cfg as u64, (cfg + 4096) as u64),
-        (table as u64, (table + table_len) as u64),
-        // Rust's tagged statics (issue 14), or the table again when untagged.
-        crate::statics::data_range()
-            .map(|(s, e)| (s as u64, e as u64))
-            .unwrap_or((table as u64, (table + table_len) as u64)),
-        // The thread-state table with the callback slots, and the arena of
-        // alternate signal stacks: the signal entry trusts a frame for lying
-        // there, so foreign code may not unmap or remap any of it.
-        (c.state_base as u64, ctl_end as u64),
-        (c.alt_base as u64, (c.alt_base + c.alt_len) as u64),
+    let ctl = (
+        c.state_base,
+        c.state_base + c.state_len + c.nslots * crate::callback::SLOT_SIZE,
+    );
+    let mut fixed = vec![
+        (rs as u64, (rs + rl) as u64),
+        (cfg_lo as u64, (cfg_lo + 4096) as u64),
+        (table.0 as u64, (table.0 + table.1) as u64),
+        (ctl.0 as u64, ctl.1 as u64),
     ];
-    let policy = bpf::program(&ranges, token);
+    // The alternate signal stacks (the whole arena) and Rust's tagged
+    // statics.
+    if c.alt_len != 0 {
+        fixed.push((c.alt_base as u64, (c.alt_base + c.alt_len) as u64));
+    }
+    if let Some((s, e)) = crate::statics::data_range() {
+        fixed.push((s as u64, e as u64));
+    }
+    fixed.extend(images.iter().map(|&(lo, hi)| (lo as u64, hi as u64)));
+    fixed.truncate(200);
+    let policy = bpf::program(token, &fixed, &pol.allow, &pol.deny, bpf::Notify::Listener);
     // Scoped to this process's code (`scope.rs`): programs this process
     // starts are not held to its policy.
     let code = scope::executable_ranges().map_err(|_| "cannot read /proc/self/maps")?;
     let prog = scope::scoped(&policy, &code);
-    // What `cover` needs later, without allocating in the trap handler.
-    let mut scratch = Vec::with_capacity(scope::one_range_len(&policy));
-    scope::scoped_into(&policy, &[(0, 0)], &mut scratch);
+    // What `cover` needs later, without allocating in the trap handler. Its
+    // layers have no listener (there is one per process, on the first
+    // filter): their munmap and madvise trap.
+    let cover_policy = bpf::program(token, &fixed, &pol.allow, &pol.deny, bpf::Notify::Cover);
+    let mut scratch = Vec::with_capacity(scope::one_range_len(&cover_policy));
+    scope::scoped_into(&cover_policy, &[(0, 0)], &mut scratch);
     let layer = Box::leak(Box::new(Layer {
-        policy,
+        policy: cover_policy,
         scratch: core::cell::UnsafeCell::new(scratch),
         busy: AtomicBool::new(false),
     }));
     LAYER.store(layer, Ordering::Release);
-    let r = sys::install_seccomp_filter(&prog);
-    if r.is_err() {
+    // The supervisor answers munmap and madvise (`notify.rs`); it starts
+    // before the filter, whose own start it would otherwise go through.
+    notify::start()?;
+    // Children foreign code forks keep this (fork preserves it): no core
+    // dump of protected memory, no ptrace or /proc/<pid>/mem for other
+    // processes of this user.
+    // SAFETY: prctl with integer arguments only.
+    unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0usize, 0usize, 0usize, 0usize) };
+    let r = match sys::install_seccomp_filter(&prog, true) {
+        Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {
+            // A filter above this process (one that started it) holds the
+            // listener: munmap traps and madvise fails instead (`Notify`).
+            NESTED.store(true, Ordering::Release);
+            let policy = bpf::program(token, &fixed, &pol.allow, &pol.deny, bpf::Notify::Trap);
+            let prog = scope::scoped(&policy, &code);
+            sys::install_seccomp_filter(&prog, false)
+        }
+        r => r,
+    };
+    let Ok(listener) = r else {
+        notify::serve(None);
         // SAFETY: as above.
         unsafe { (tok as *mut u64).write_volatile(0) };
         return Err("seccomp refused the filter (kernel without SECCOMP_FILTER?)");
-    }
+    };
+    notify::serve(listener);
     ON.store(true, Ordering::Release);
+    unregister_rseq();
     Ok(())
 }
 
@@ -225,117 +475,40 @@ fn cover(lo: u64, hi: u64, tok: *const u64) -> bool {
     r == 0
 }
 
-/// Re-issues a trusted call that makes an executable mapping (`mmap` or
-/// `mprotect` with `PROT_EXEC`), then covers the new range with the filter's
-/// policy. A file mapping cannot carry the token (its sixth argument is the
-/// offset): it is made without `PROT_EXEC` first, then made executable with
-/// `mprotect`. If the range cannot be covered, the mapping is undone and the
-/// call fails (`ENOMEM`): no code runs outside the policy.
-///
-/// # Safety
-/// As for `syscall_with_token`; the call is trusted code's own.
-unsafe fn reissue_exec(nr: u32, a: [u64; 6], tok: *const u64) -> i64 {
+/// A trusted call that made an executable mapping (`mmap` or `mprotect`
+/// with `PROT_EXEC`, re-issued: `ret`) is covered by the filter's policy, or
+/// undone: no code runs outside the policy. Returns the call's result, or
+/// `-ENOMEM` when the range could not be covered.
+fn cover_exec(nr: u32, a: [u64; 6], ret: i64, tok: *const u64) -> i64 {
+    if ret < 0 {
+        return ret;
+    }
     let page = sys::page_size() as u64;
-    let (lo, len) = if nr == bpf::nr::MMAP {
-        let anon = a[3] & libc::MAP_ANONYMOUS as u64 != 0;
-        let first = if anon {
-            // SAFETY: forwarded contract; the offset is ignored for
-            // anonymous mappings, so it carries the token.
-            unsafe {
-                gate::syscall::syscall_with_token(nr as i64, [a[0], a[1], a[2], a[3], a[4]], tok)
-            }
-        } else {
-            // SAFETY: the caller's own file mapping, not executable yet.
-            let r = unsafe {
-                libc::syscall(
-                    libc::SYS_mmap,
-                    a[0],
-                    a[1],
-                    a[2] & !(libc::PROT_EXEC as u64),
-                    a[3],
-                    a[4],
-                    a[5],
-                )
-            };
-            if r == -1 {
-                -(std::io::Error::last_os_error()
-                    .raw_os_error()
-                    .unwrap_or(libc::ENOMEM) as i64)
-            } else {
-                r
-            }
-        };
-        // User-space addresses are below 2^47: a negative value is -errno.
-        if first < 0 {
-            return first;
-        }
-        if !anon {
-            // SAFETY: the mapping just made; mprotect takes three arguments,
-            // the token rides in the sixth.
-            let r = unsafe {
-                gate::syscall::syscall_with_token(
-                    libc::SYS_mprotect,
-                    [first as u64, a[1], a[2], 0, 0],
-                    tok,
-                )
-            };
-            if r < 0 {
-                // SAFETY: the mapping just made, which nothing uses yet.
-                unsafe { libc::munmap(first as *mut c_void, a[1] as usize) };
-                return r;
-            }
-        }
-        (first as u64, a[1])
+    let lo = if nr == libc::SYS_mmap as u32 {
+        ret as u64
     } else {
-        // SAFETY: forwarded contract.
-        let r = unsafe {
-            gate::syscall::syscall_with_token(nr as i64, [a[0], a[1], a[2], a[3], a[4]], tok)
-        };
-        if r < 0 {
-            return r;
-        }
-        (a[0], a[1])
+        a[0]
     };
-    let hi = (lo + len + page - 1) & !(page - 1);
+    let hi = (lo + a[1] + page - 1) & !(page - 1);
     if cover(lo & !(page - 1), hi, tok) {
-        if nr == bpf::nr::MMAP {
-            lo as i64
-        } else {
-            0
-        }
+        return ret;
+    }
+    if nr == libc::SYS_mmap as u32 {
+        // SAFETY: the mapping just made; its code never ran.
+        unsafe { libc::munmap(lo as *mut c_void, a[1] as usize) };
     } else {
-        if nr == bpf::nr::MMAP {
-            // SAFETY: the mapping just made; its code never ran.
-            unsafe { libc::munmap(lo as *mut c_void, len as usize) };
-        } else {
-            // SAFETY: takes execute permission back from the caller's own
-            // range (it may not run outside the policy).
-            unsafe {
-                gate::syscall::syscall_with_token(
-                    libc::SYS_mprotect,
-                    [a[0], a[1], a[2] & !(libc::PROT_EXEC as u64), 0, 0],
-                    tok,
-                )
-            };
-        }
-        -(libc::ENOMEM as i64)
+        // SAFETY: takes execute permission back from the caller's own range
+        // (it may not run outside the policy); mprotect ignores the sixth
+        // argument, which carries the token.
+        unsafe {
+            gate::syscall::syscall_with_token(
+                libc::SYS_mprotect,
+                [a[0], a[1], a[2] & !(libc::PROT_EXEC as u64), 0, 0],
+                tok,
+            )
+        };
     }
-}
-
-fn decision() -> Decision {
-    let mut g = DECISION.lock().unwrap_or_else(|e| e.into_inner());
-    let d = *g.get_or_insert_with(decide);
-    INSPECT.store(d.inspect, Ordering::Release);
-    d
-}
-
-/// Installs the guard if this backend wants it (once). Called by
-/// `Compartment::new` and `Compartment::load`.
-pub(crate) fn ensure() -> Result<(), Error> {
-    match decision().refused {
-        Some(reason) => Err(Error::Unavailable { reason }),
-        None => Ok(()),
-    }
+    -(libc::ENOMEM as i64)
 }
 
 /// The token, for `rt_sigreturn` from the signal entry (see
@@ -345,6 +518,48 @@ pub(crate) fn sigreturn_token() -> *const u64 {
         return core::ptr::null();
     }
     token_ptr().unwrap_or(core::ptr::null())
+}
+
+fn decision() -> Decision {
+    let mut g = DECISION.lock().unwrap_or_else(|e| e.into_inner());
+    let d = *g.get_or_insert_with(decide);
+    INSPECT.store(d.inspect, Ordering::Release);
+    d
+}
+
+/// Installs the guard with `policy` (the default list when `None`) if this
+/// backend wants it, once per process. A later, different policy is an
+/// error: the filter is process-wide.
+pub(crate) fn ensure_with(policy: Option<&SyscallPolicy>) -> Result<(), Error> {
+    if let Some(p) = policy {
+        let mut g = POLICY.lock().unwrap_or_else(|e| e.into_inner());
+        match &*g {
+            Some(cur) if cur != p => {
+                return Err(Error::Unavailable {
+                    reason: "the syscall list is process-wide and was already chosen (by the first compartment) with different changes",
+                })
+            }
+            Some(_) => {}
+            None => {
+                if DECISION.lock().unwrap_or_else(|e| e.into_inner()).is_some() && *p != SyscallPolicy::default() {
+                    return Err(Error::Unavailable {
+                        reason: "the syscall list is process-wide and was already chosen (by the first compartment) with different changes",
+                    });
+                }
+                *g = Some(p.clone());
+            }
+        }
+    }
+    ensure()
+}
+
+/// Installs the guard if this backend wants it (once). Called by
+/// `Compartment::new` and `Compartment::load`.
+pub(crate) fn ensure() -> Result<(), Error> {
+    match decision().refused {
+        Some(reason) => Err(Error::Unavailable { reason }),
+        None => Ok(()),
+    }
 }
 
 /// What the guard and inspection do in this process (part of
@@ -369,6 +584,18 @@ pub struct GuardInfo {
     pub refused_syscalls: usize,
     /// Trusted syscalls re-issued by the trap handler so far.
     pub reissued_syscalls: usize,
+    /// Foreign syscalls the handler checked and let run so far.
+    pub checked_syscalls: usize,
+    /// `munmap` and `madvise` outside the fixed ranges are decided by the
+    /// guard's supervisor thread. False with the filter on means this
+    /// process runs under another process's filter that holds the one
+    /// listener a chain may have (a program started by a Cofferdam program):
+    /// `munmap` then traps (and a trap while a thread blocks every signal,
+    /// as glibc's thread exit does, ends the process) and `madvise` fails
+    /// with `ENOSYS`.
+    pub supervisor: bool,
+    /// `munmap`/`madvise` the supervisor let run, and refused, so far.
+    pub supervisor_answers: (usize, usize),
 }
 
 pub(crate) fn info() -> GuardInfo {
@@ -385,6 +612,12 @@ pub(crate) fn info() -> GuardInfo {
         scanned: inspect::scanned(),
         refused_syscalls: REFUSED.load(Ordering::Relaxed),
         reissued_syscalls: REISSUED.load(Ordering::Relaxed),
+        checked_syscalls: CHECKED.load(Ordering::Relaxed),
+        supervisor: notify::serving() && !NESTED.load(Ordering::Acquire),
+        supervisor_answers: (
+            notify::CONTINUED.load(Ordering::Relaxed),
+            notify::REFUSED.load(Ordering::Relaxed),
+        ),
     }
 }
 
@@ -394,37 +627,15 @@ pub(crate) fn syscall_name(nr: u32, i386: bool) -> &'static str {
         return match nr {
             90 => "mmap (i386)",
             91 => "munmap (i386)",
-            117 => "ipc (i386)",
             125 => "mprotect (i386)",
             163 => "mremap (i386)",
             192 => "mmap2 (i386)",
             219 => "madvise (i386)",
-            348 => "process_vm_writev (i386)",
             380 => "pkey_mprotect (i386)",
-            381 => "pkey_alloc (i386)",
-            382 => "pkey_free (i386)",
-            397 => "shmat (i386)",
-            _ => "unknown (i386)",
+            _ => "i386 ABI",
         };
     }
-    use bpf::nr::*;
-    match nr {
-        RT_SIGRETURN => "rt_sigreturn",
-        EXIT_GROUP => "exit_group",
-        SIGALTSTACK => "sigaltstack",
-        MMAP => "mmap",
-        MPROTECT => "mprotect",
-        MUNMAP => "munmap",
-        MREMAP => "mremap",
-        MADVISE => "madvise",
-        SHMAT => "shmat",
-        PROCESS_VM_WRITEV => "process_vm_writev",
-        PKEY_MPROTECT => "pkey_mprotect",
-        PKEY_ALLOC => "pkey_alloc",
-        PKEY_FREE => "pkey_free",
-        IO_URING_SETUP => "io_uring_setup",
-        _ => "unknown",
-    }
+    policy::name(nr)
 }
 
 /// The SIGSYS handler (called by the fault module's dispatcher with P's
@@ -451,6 +662,7 @@ pub(crate) unsafe fn on_sigsys(
         return false;
     }
     let args = cx.args();
+    let uc = cx.ucontext();
     // The gate call foreign code is running in, if it made this call.
     let foreign = crate::fault::foreign_call(cx, st);
     let trusted = if gate::config::get().deny_mask != 0 {
@@ -459,43 +671,38 @@ pub(crate) unsafe fn on_sigsys(
         foreign.is_none()
     };
     let x86_64 = arch == bpf::AUDIT_ARCH_X86_64;
-    if trusted && x86_64 {
-        let ret = match (nr, token_ptr()) {
-            (_, None) => -(libc::EPERM as i64),
-            // An executable mapping: re-issued and covered by the policy.
-            (bpf::nr::MMAP | bpf::nr::MPROTECT, Some(tok))
-                if args[2] & libc::PROT_EXEC as u64 != 0 =>
-            {
+    let tok = token_ptr();
+    if trusted {
+        let ret = match tok {
+            Some(tok) if x86_64 => {
                 REISSUED.fetch_add(1, Ordering::Relaxed);
-                // SAFETY: trusted code's own call; `tok` readable (rights).
-                unsafe { reissue_exec(nr, args, tok) }
-            }
-            // The token travels as the offset, which anonymous mappings
-            // ignore; a file mapping that needs it (MAP_FIXED inside a
-            // protected range) is refused.
-            (bpf::nr::MMAP, Some(_)) if args[3] & libc::MAP_ANONYMOUS as u64 == 0 => {
-                -(libc::EPERM as i64)
-            }
-            (_, Some(tok)) => {
-                REISSUED.fetch_add(1, Ordering::Relaxed);
-                // SAFETY: `tok` points into the state area (readable with the
-                // rights this handler runs with); the call is the one trusted
-                // code made, with its own arguments.
-                unsafe {
-                    gate::syscall::syscall_with_token(
-                        nr as i64,
-                        [args[0], args[1], args[2], args[3], args[4]],
-                        tok,
-                    )
+                // SAFETY: the handler's own ucontext; trusted code's call.
+                let ret = unsafe { check::trusted(nr, args, tok, uc) };
+                let exec = (nr == libc::SYS_mmap as u32 || nr == libc::SYS_mprotect as u32)
+                    && args[2] & libc::PROT_EXEC as u64 != 0;
+                if exec {
+                    cover_exec(nr, args, ret, tok)
+                } else {
+                    ret
                 }
             }
+            _ => -(libc::EPERM as i64),
         };
         cx.set_reg(libc::REG_RAX, ret as u64);
         return true;
     }
+    if let (Some(tok), true) = (tok, x86_64) {
+        if let check::Outcome::Ret(ret) = // SAFETY: as above.
+            unsafe { check::foreign(nr, args, tok, uc) }
+        {
+            CHECKED.fetch_add(1, Ordering::Relaxed);
+            cx.set_reg(libc::REG_RAX, ret as u64);
+            return true;
+        }
+    }
     REFUSED.fetch_add(1, Ordering::Relaxed);
     match foreign {
-        Some(frame) if !trusted => {
+        Some(frame) => {
             let record = FaultRecord::Syscall {
                 nr,
                 i386: !x86_64,
@@ -506,7 +713,65 @@ pub(crate) unsafe fn on_sigsys(
             // live gate frame with its stack pointer saved.
             unsafe { crate::fault::end_gate_call(frame, cx, record) };
         }
-        _ => cx.set_reg(libc::REG_RAX, (-(libc::EPERM as i64)) as u64),
+        None => cx.set_reg(libc::REG_RAX, (-(libc::EPERM as i64)) as u64),
     }
     true
+}
+
+/// Runs `f` (a syscall with the token in a register) with every signal
+/// blocked: a signal delivered at the end of the call would write the
+/// registers, the token among them, into a signal frame in memory foreign
+/// code can read. Nothing in `f` may trap (SIGSYS is blocked too).
+///
+/// Inside the SIGSYS handler (`in_handler`), only the synchronous signals
+/// are unblocked afterwards (a fault, or a nested trap of the handler's own
+/// allocations); the rest stay blocked until `rt_sigreturn` restores the
+/// interrupted mask, so that they are delivered to the interrupted code and
+/// not on top of the handler's frames on a small alternate stack.
+pub(crate) fn with_signals_blocked<T>(in_handler: bool, f: impl FnOnce() -> T) -> T {
+    let Some(tok) = token_ptr() else {
+        return f();
+    };
+    let all: u64 = !0;
+    let mut old: u64 = 0;
+    // SAFETY: rt_sigprocmask(SIG_BLOCK, &all, &old, 8) with the token (the
+    // filter would trap a blocking call); nothing is delivered at its end
+    // since everything is then blocked.
+    unsafe {
+        gate::syscall::syscall_with_token(
+            libc::SYS_rt_sigprocmask,
+            [
+                libc::SIG_BLOCK as u64,
+                &all as *const u64 as u64,
+                &mut old as *mut u64 as u64,
+                8,
+                0,
+            ],
+            tok,
+        )
+    };
+    let r = f();
+    let bit = |s: i32| 1u64 << (s - 1);
+    let unblock = if in_handler {
+        bit(libc::SIGSYS)
+            | bit(libc::SIGSEGV)
+            | bit(libc::SIGBUS)
+            | bit(libc::SIGILL)
+            | bit(libc::SIGFPE)
+            | bit(libc::SIGTRAP)
+    } else {
+        !old
+    };
+    // SAFETY: SIG_UNBLOCK, plain (the filter allows unblocking), so the
+    // token is in no register when pending signals are delivered at its end.
+    unsafe {
+        libc::syscall(
+            libc::SYS_rt_sigprocmask,
+            libc::SIG_UNBLOCK,
+            &unblock as *const u64,
+            core::ptr::null_mut::<u64>(),
+            8usize,
+        )
+    };
+    r
 }

@@ -25,6 +25,8 @@ struct SockFprog {
 
 const SECCOMP_SET_MODE_FILTER: usize = 1;
 const SECCOMP_FILTER_FLAG_TSYNC: usize = 1;
+const SECCOMP_FILTER_FLAG_NEW_LISTENER: usize = 1 << 3;
+const SECCOMP_FILTER_FLAG_TSYNC_ESRCH: usize = 1 << 4;
 
 /// Adds one more filter layer to every thread of the process (TSYNC), from
 /// the syscall guard's trap handler: the call carries the guard's token (in
@@ -61,8 +63,14 @@ pub(crate) unsafe fn add_seccomp_layer(prog: &[SockFilter], token: *const u64) -
 
 /// `prctl(PR_SET_NO_NEW_PRIVS, 1)` then `seccomp(SECCOMP_SET_MODE_FILTER,
 /// SECCOMP_FILTER_FLAG_TSYNC, prog)`: the filter applies to every thread of
-/// the process from now on, and to every child.
-pub(crate) fn install_seccomp_filter(prog: &[SockFilter]) -> io::Result<()> {
+/// the process from now on, and to every child. With `listener`, the kernel
+/// also hands back the filter's user-notification descriptor
+/// (`SECCOMP_FILTER_FLAG_NEW_LISTENER`): `Ok(Some(fd))`. A filter above this
+/// process that already has a listener makes that fail with `EBUSY`.
+pub(crate) fn install_seccomp_filter(
+    prog: &[SockFilter],
+    listener: bool,
+) -> io::Result<Option<c_int>> {
     let len = u16::try_from(prog.len()).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
     // SAFETY: prctl with integer arguments only.
     if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1usize, 0usize, 0usize, 0usize) } != 0 {
@@ -72,24 +80,66 @@ pub(crate) fn install_seccomp_filter(prog: &[SockFilter]) -> io::Result<()> {
         len,
         filter: prog.as_ptr(),
     };
+    // TSYNC and NEW_LISTENER both return a positive number on success:
+    // TSYNC_ESRCH makes a failed synchronisation an ESRCH error instead.
+    let flags = if listener {
+        SECCOMP_FILTER_FLAG_TSYNC
+            | SECCOMP_FILTER_FLAG_NEW_LISTENER
+            | SECCOMP_FILTER_FLAG_TSYNC_ESRCH
+    } else {
+        SECCOMP_FILTER_FLAG_TSYNC
+    };
     // SAFETY: `fprog` points at `len` valid instructions for the duration of
     // the call; the kernel copies the program.
     let r = unsafe {
         libc::syscall(
             libc::SYS_seccomp,
             SECCOMP_SET_MODE_FILTER,
-            SECCOMP_FILTER_FLAG_TSYNC,
+            flags,
             &fprog as *const SockFprog,
         )
     };
     match r {
-        0 => Ok(()),
+        0 if !listener => Ok(None),
+        r if r >= 0 && listener => Ok(Some(r as c_int)),
         r if r > 0 => Err(io::Error::other(format!(
             "thread {r} could not be synchronised to the filter"
         ))),
         _ => Err(io::Error::last_os_error()),
     }
 }
+
+/// `struct seccomp_notif`: one call held for the supervisor.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct SeccompNotif {
+    pub id: u64,
+    pub pid: u32,
+    pub flags: u32,
+    pub nr: i32,
+    pub arch: u32,
+    pub ip: u64,
+    pub args: [u64; 6],
+}
+
+/// `struct seccomp_notif_resp`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct SeccompNotifResp {
+    pub id: u64,
+    pub val: i64,
+    pub error: i32,
+    pub flags: u32,
+}
+
+/// `SECCOMP_IOCTL_NOTIF_RECV`, `SECCOMP_IOCTL_NOTIF_SEND`: `_IOWR('!', n,
+/// size)`.
+pub(crate) const SECCOMP_IOCTL_NOTIF_RECV: u64 =
+    0xc000_0000 | (core::mem::size_of::<SeccompNotif>() as u64) << 16 | 0x21 << 8;
+pub(crate) const SECCOMP_IOCTL_NOTIF_SEND: u64 =
+    0xc000_0000 | (core::mem::size_of::<SeccompNotifResp>() as u64) << 16 | 0x21 << 8 | 1;
+/// Run the held call as made.
+pub(crate) const SECCOMP_USER_NOTIF_FLAG_CONTINUE: u32 = 1;
 
 /// 8 random bytes from `getrandom(2)`.
 pub(crate) fn random_u64() -> io::Result<u64> {

@@ -136,7 +136,7 @@ fn serve() -> c_int {
     if let Err(e) = watch {
         return fail(control, &format!("starting the lifeline thread: {e}"));
     }
-    if let Err(e) = sys::install_seccomp_filter(&filter(sys::getpid() as u32)) {
+    if let Err(e) = sys::install_seccomp_filter(&filter(sys::getpid() as u32), false) {
         return fail(control, &format!("installing the seccomp filter: {e}"));
     }
     let stack = hd.thread_stack as usize;
@@ -349,13 +349,17 @@ struct CbRet {
 /// registers, whatever the callback's own parameters (a callback has at
 /// most six; registers C did not set hold garbage that the parent ignores
 /// or rejects by type).
-type Stub = extern "C" fn(u64, u64, u64, u64, u64, u64, f64, f64, f64, f64, f64, f64, f64, f64) -> CbRet;
+type Stub =
+    extern "C" fn(u64, u64, u64, u64, u64, u64, f64, f64, f64, f64, f64, f64, f64, f64) -> CbRet;
 
 /// Per callback slot: what a refused call returns (rax, xmm0).
 static CB_ERROR: [[AtomicU64; 2]; crate::callback::NSLOTS] =
     [const { [AtomicU64::new(0), AtomicU64::new(0)] }; crate::callback::NSLOTS];
 
-#[allow(clippy::too_many_arguments, reason = "one parameter per argument register")]
+#[allow(
+    clippy::too_many_arguments,
+    reason = "one parameter per argument register"
+)]
 extern "C" fn stub<const I: usize>(
     a: u64,
     b: u64,
@@ -537,6 +541,7 @@ extern "C" fn on_fatal(sig: c_int, info: *mut libc::siginfo_t, ctx: *mut c_void)
 // Classic BPF for the helper's allowlist.
 const LD_W_ABS: u16 = 0x20;
 const JEQ_K: u16 = 0x15;
+const JSET_K: u16 = 0x45;
 const JGE_K: u16 = 0x35;
 const RET_K: u16 = 0x06;
 const RET_ALLOW: u32 = 0x7fff_0000;
@@ -679,6 +684,20 @@ fn filter(pid: u32) -> Vec<SockFilter> {
         p.push(ins(JEQ_K, 0, 1, nr as u32));
         p.push(ins(RET_K, 0, 0, RET_TRAP));
     }
+    // clone: a process, a thread with a TLS of its own, or a vfork child; a
+    // thread sharing the caller's TLS would pass the helper's thread check
+    // as the caller (attack `clone-shared-tls`). clone3, whose flags BPF
+    // cannot read: ENOSYS (glibc falls back to clone).
+    const CLONE_VM: u32 = libc::CLONE_VM as u32;
+    const SETTLS_OR_VFORK: u32 = (libc::CLONE_SETTLS | libc::CLONE_VFORK) as u32;
+    p.push(ins(JEQ_K, 0, 5, libc::SYS_clone as u32));
+    p.push(ins(LD_W_ABS, 0, 0, 16)); // args[0], low half
+    p.push(ins(JSET_K, 0, 2, CLONE_VM));
+    p.push(ins(JSET_K, 1, 0, SETTLS_OR_VFORK));
+    p.push(ins(RET_K, 0, 0, RET_ERRNO | libc::EPERM as u32));
+    p.push(ins(RET_K, 0, 0, RET_ALLOW));
+    p.push(ins(JEQ_K, 0, 1, libc::SYS_clone3 as u32));
+    p.push(ins(RET_K, 0, 0, RET_ERRNO | libc::ENOSYS as u32));
     let n = ALLOWED.len();
     for (i, &nr) in ALLOWED.iter().enumerate() {
         // Jump to the ALLOW after the list and the EPERM.

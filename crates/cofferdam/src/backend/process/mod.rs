@@ -195,7 +195,8 @@ impl Engine {
             // SAFETY: the control mapping is live while `helper` is.
             let hd = unsafe { chan::header(helper.control) };
             for &cb in regs.callbacks {
-                let n = hd.cb_refused[cb as usize % crate::callback::NSLOTS].swap(0, Ordering::Relaxed);
+                let n =
+                    hd.cb_refused[cb as usize % crate::callback::NSLOTS].swap(0, Ordering::Relaxed);
                 crate::callback::add_refusals(cb, n as u64);
             }
         }
