@@ -223,3 +223,33 @@ fn freed_memory_goes_back_to_the_os() {
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
 }
+
+/// Many threads allocate small blocks at once from the shared allocator and
+/// each keeps its own blocks filled with its own mark: a block handed to two
+/// threads at once would show the other's mark.
+#[test]
+fn concurrent_small_allocations_are_never_handed_out_twice() {
+    const ROUNDS: usize = 4000;
+    let threads: Vec<_> = (0..4u64)
+        .map(|t| {
+            std::thread::spawn(move || {
+                let mark = 0x1111_1111_1111_1111u64 * (t + 1);
+                for round in 0..ROUNDS {
+                    let mut v: Vec<Box<[u64; 4]>> = Vec::with_capacity(500);
+                    for _ in 0..500 {
+                        v.push(Box::new([mark; 4]));
+                    }
+                    for b in &v {
+                        assert!(
+                            b.iter().all(|&x| x == mark),
+                            "thread {t} round {round}: {b:x?}"
+                        );
+                    }
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+}
