@@ -394,14 +394,17 @@ fn install() -> Result<(), &'static str> {
     // Scoped to this process's code (`scope.rs`): programs this process
     // starts are not held to its policy.
     let code = scope::executable_ranges().map_err(|_| "cannot read /proc/self/maps")?;
-    let prog = scope::scoped(&policy, &code);
+    let always = bpf::always_allowed(&pol.allow, &pol.deny);
+    let prelude = scope::prelude(&always);
+    let prog = scope::scoped(&prelude, &policy, &code);
     // What `cover` needs later, without allocating in the trap handler. Its
     // layers have no listener (there is one per process, on the first
     // filter): their munmap and madvise trap.
     let cover_policy = bpf::program(token, &fixed, &pol.allow, &pol.deny, bpf::Notify::Cover);
-    let mut scratch = Vec::with_capacity(scope::one_range_len(&cover_policy));
-    scope::scoped_into(&cover_policy, &[(0, 0)], &mut scratch);
+    let mut scratch = Vec::with_capacity(scope::one_range_len(&prelude, &cover_policy));
+    scope::scoped_into(&prelude, &cover_policy, &[(0, 0)], &mut scratch);
     let layer = Box::leak(Box::new(Layer {
+        prelude: prelude.clone(),
         policy: cover_policy,
         scratch: core::cell::UnsafeCell::new(scratch),
         busy: AtomicBool::new(false),
@@ -421,7 +424,7 @@ fn install() -> Result<(), &'static str> {
             // listener: munmap traps and madvise fails instead (`Notify`).
             NESTED.store(true, Ordering::Release);
             let policy = bpf::program(token, &fixed, &pol.allow, &pol.deny, bpf::Notify::Trap);
-            let prog = scope::scoped(&policy, &code);
+            let prog = scope::scoped(&prelude, &policy, &code);
             sys::install_seccomp_filter(&prog, false)
         }
         r => r,
@@ -440,6 +443,8 @@ fn install() -> Result<(), &'static str> {
 
 /// The policy, kept to scope new executable mappings to (`cover`).
 struct Layer {
+    /// The calls allowed to everyone (`scope::prelude`).
+    prelude: Vec<sys::SockFilter>,
     policy: Vec<sys::SockFilter>,
     /// Room for one layer, built without allocating (under `busy`).
     scratch: core::cell::UnsafeCell<Vec<sys::SockFilter>>,
@@ -468,7 +473,7 @@ fn cover(lo: u64, hi: u64, tok: *const u64) -> bool {
     }
     // SAFETY: `busy` is held: nothing else touches `scratch`.
     let scratch = unsafe { &mut *layer.scratch.get() };
-    scope::scoped_into(&layer.policy, &[(lo, hi)], scratch);
+    scope::scoped_into(&layer.prelude, &layer.policy, &[(lo, hi)], scratch);
     // SAFETY: `tok` is the guard's token (the caller holds rights).
     let r = unsafe { sys::add_seccomp_layer(scratch, tok) };
     layer.busy.store(false, Ordering::Release);

@@ -49,21 +49,56 @@ const BLOCK: usize = 11;
 /// `policy`, run only when the instruction pointer lies in one of `ranges`
 /// (`[start, end)` each); any other call is allowed. The policy's own jumps
 /// are relative, so it is appended unchanged.
-pub(crate) fn scoped(policy: &[SockFilter], ranges: &[(u64, u64)]) -> Vec<SockFilter> {
-    let mut out = Vec::with_capacity(ranges.len() * BLOCK + 1 + policy.len());
-    scoped_into(policy, ranges, &mut out);
+pub(crate) fn scoped(
+    prelude: &[SockFilter],
+    policy: &[SockFilter],
+    ranges: &[(u64, u64)],
+) -> Vec<SockFilter> {
+    let mut out = Vec::with_capacity(prelude.len() + ranges.len() * BLOCK + 1 + policy.len());
+    scoped_into(prelude, policy, ranges, &mut out);
     out
 }
 
 /// Instructions [`scoped`] needs for one range.
-pub(crate) fn one_range_len(policy: &[SockFilter]) -> usize {
-    BLOCK + 1 + policy.len()
+pub(crate) fn one_range_len(prelude: &[SockFilter], policy: &[SockFilter]) -> usize {
+    prelude.len() + BLOCK + 1 + policy.len()
+}
+
+/// The calls allowed to everyone, whatever their arguments (`always`, x86_64
+/// numbers), let through before anything else, in particular before the
+/// instruction pointer is read: the kernel can then work out once that the
+/// filter allows them and skip it for them from then on (its per-syscall
+/// action cache, which gives up on a syscall number as soon as the filter
+/// reads an argument or the instruction pointer for it). Allowed inside the
+/// scope or outside, the verdict is the same.
+pub(crate) fn prelude(always: &[u32]) -> Vec<SockFilter> {
+    const AUDIT_ARCH_X86_64: u32 = 0xC000_003E;
+    let always = &always[..always.len().min(250)];
+    let n = always.len();
+    let mut p = Vec::with_capacity(n + 5);
+    // 0: arch; 1: not x86_64 → past the prelude (n + 5).
+    p.push(insn(LD_W_ABS, 0, 0, 4));
+    p.push(insn(JEQ_K, 0, (n + 3) as u8, AUDIT_ARCH_X86_64));
+    // 2: nr; 3..3+n: listed → the RET at 4+n; 3+n: past it.
+    p.push(insn(LD_W_ABS, 0, 0, 0));
+    for (i, &nr) in always.iter().enumerate() {
+        p.push(insn(JEQ_K, (n - i) as u8, 0, nr));
+    }
+    p.push(insn(JA, 0, 0, 1));
+    p.push(insn(RET_K, 0, 0, RET_ALLOW));
+    p
 }
 
 /// [`scoped`] into `out` (cleared first): no allocation when `out` has the
 /// capacity, so the trap handler can build a layer.
-pub(crate) fn scoped_into(policy: &[SockFilter], ranges: &[(u64, u64)], out: &mut Vec<SockFilter>) {
+pub(crate) fn scoped_into(
+    prelude: &[SockFilter],
+    policy: &[SockFilter],
+    ranges: &[(u64, u64)],
+    out: &mut Vec<SockFilter>,
+) {
     out.clear();
+    out.extend_from_slice(prelude);
     let policy_start = ranges.len() * BLOCK + 1;
     for (i, &(s, e)) in ranges.iter().enumerate() {
         let base = i * BLOCK;
@@ -121,7 +156,13 @@ mod tests {
 
     /// Runs the subset of classic BPF used here (plus a RET for the policy).
     fn run(prog: &[SockFilter], ip: u64) -> u32 {
+        run_call(prog, 0, 0xC000_003E, ip)
+    }
+
+    fn run_call(prog: &[SockFilter], nr: u32, arch: u32, ip: u64) -> u32 {
         let mut data = [0u8; 64];
+        data[0..4].copy_from_slice(&nr.to_le_bytes());
+        data[4..8].copy_from_slice(&arch.to_le_bytes());
         data[8..16].copy_from_slice(&ip.to_le_bytes());
         let mut a = 0u32;
         let mut pc = 0usize;
@@ -149,6 +190,30 @@ mod tests {
     }
 
     #[test]
+    fn the_prelude_allows_listed_calls_before_the_scope() {
+        const POLICY: u32 = 0x0003_0000;
+        let policy = [insn(RET_K, 0, 0, POLICY)];
+        let range = (0x5555_5555_0000, 0x5555_5556_0000);
+        let always: Vec<u32> = (100..340).collect();
+        let p = scoped(&prelude(&always), &policy, &[range]);
+        let x86_64 = 0xC000_003E;
+        for nr in [100, 101, 250, 339] {
+            assert_eq!(run_call(&p, nr, x86_64, range.0), RET_ALLOW, "{nr}");
+        }
+        // Not listed, in scope: the policy; out of scope: allowed.
+        for nr in [0, 99, 340, 0x4000_0000 | 100] {
+            assert_eq!(run_call(&p, nr, x86_64, range.0), POLICY, "{nr}");
+            assert_eq!(run_call(&p, nr, x86_64, 0x1000), RET_ALLOW, "{nr}");
+        }
+        // Another architecture never takes the prelude's way.
+        assert_eq!(run_call(&p, 100, 0x4000_0003, range.0), POLICY);
+        // Nothing listed: straight on to the scope.
+        let p = scoped(&prelude(&[]), &policy, &[range]);
+        assert_eq!(run_call(&p, 3, x86_64, range.0), POLICY);
+        assert_eq!(run_call(&p, 3, x86_64, 0x1000), RET_ALLOW);
+    }
+
+    #[test]
     fn only_calls_from_the_ranges_meet_the_policy() {
         const POLICY: u32 = 0x0003_0000; // "trap", as a marker
         let policy = [insn(RET_K, 0, 0, POLICY)];
@@ -157,7 +222,7 @@ mod tests {
             (0x7fff_ffff_f000, 0x8000_0000_1000), // crosses a 32-bit boundary
             (0x7f00_1234_0000, 0x7f00_1235_0000),
         ];
-        let p = scoped(&policy, &ranges);
+        let p = scoped(&[], &policy, &ranges);
         for &(s, e) in &ranges {
             assert_eq!(run(&p, s), POLICY);
             assert_eq!(run(&p, e - 1), POLICY);
@@ -177,7 +242,7 @@ mod tests {
                 )
             })
             .collect();
-        let p = scoped(&policy, &many);
+        let p = scoped(&[], &policy, &many);
         assert_eq!(run(&p, many[0].0), POLICY);
         assert_eq!(run(&p, many[199].0 + 0x800), POLICY);
         assert_eq!(run(&p, many[199].1), RET_ALLOW);
