@@ -178,7 +178,16 @@ long cd_rseq_hijack(const uint8_t *secret, size_t n, uint64_t start, uint64_t le
         __atomic_store_n(&glibc->rseq_cs, (uint64_t)(uintptr_t)&rseq_cs_forged, __ATOMIC_RELAXED);
         return 1;
     }
-    if (syscall(SYS_rseq, &rseq_own, sizeof rseq_own, 0, 0x53053053) != 0) return -errno;
+    if (syscall(SYS_rseq, &rseq_own, sizeof rseq_own, 0, 0x53053053) != 0) {
+        /* EINVAL: another area is registered for this thread, which can only
+         * be glibc's, whose cpu_id the kernel has not filled in yet (it does
+         * so lazily on some kernels): use it. */
+        if (errno == EINVAL && __rseq_size != 0) {
+            __atomic_store_n(&glibc->rseq_cs, (uint64_t)(uintptr_t)&rseq_cs_forged, __ATOMIC_RELAXED);
+            return 3;
+        }
+        return -errno;
+    }
     __atomic_store_n(&rseq_own.rseq_cs, (uint64_t)(uintptr_t)&rseq_cs_forged, __ATOMIC_RELAXED);
     return 2;
 }
