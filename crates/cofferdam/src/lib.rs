@@ -328,6 +328,20 @@ impl fmt::Display for Info {
                 "syscalls:         allowlist; {} refused, {} foreign checked and run, {} trusted re-issued",
                 g.refused_syscalls, g.checked_syscalls, g.reissued_syscalls
             )?;
+            if g.syscall_guard {
+                if g.supervisor {
+                    writeln!(
+                        f,
+                        "munmap/madvise:   decided by the supervisor thread; {} let run, {} refused",
+                        g.supervisor_answers.0, g.supervisor_answers.1
+                    )?;
+                } else {
+                    writeln!(
+                        f,
+                        "munmap/madvise:   no supervisor (a filter above this process holds the listener): munmap traps, madvise fails with ENOSYS"
+                    )?;
+                }
+            }
             for o in &g.scanned {
                 let verdict = if o.refused.is_empty() {
                     "calls allowed"
