@@ -180,9 +180,10 @@ long cd_rseq_hijack(const uint8_t *secret, size_t n, uint64_t start, uint64_t le
     }
     if (syscall(SYS_rseq, &rseq_own, sizeof rseq_own, 0, 0x53053053) != 0) {
         /* EINVAL: another area is registered for this thread, which can only
-         * be glibc's, whose cpu_id the kernel has not filled in yet (it does
-         * so lazily on some kernels): use it. */
-        if (errno == EINVAL && __rseq_size != 0) {
+         * be glibc's (at its usual place in the TLS), even where glibc did
+         * not report it (__rseq_size 0) or the kernel has not filled in its
+         * cpu_id yet: use it. */
+        if (errno == EINVAL && __rseq_offset != 0) {
             __atomic_store_n(&glibc->rseq_cs, (uint64_t)(uintptr_t)&rseq_cs_forged, __ATOMIC_RELAXED);
             return 3;
         }
