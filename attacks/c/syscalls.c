@@ -165,7 +165,7 @@ void cd_rseq_report(void) {
  * that it registers. 1 or 2 on success, -errno otherwise. */
 long cd_rseq_hijack(const uint8_t *secret, size_t n, uint64_t start, uint64_t len) {
     uint64_t abort_ip = (uint64_t)(uintptr_t)cd_rseq_abort_target;
-    if (abort_ip - start < len) return -EINVAL;
+    if (abort_ip - start < len) return -EDOM; /* the range would take in the abort handler */
     rseq_secret = secret;
     rseq_n = n;
     rseq_cs_forged.version = 0;

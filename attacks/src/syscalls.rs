@@ -323,14 +323,34 @@ extern "C" fn on_alarm(_: i32) {
     ALARMS.fetch_add(1, Ordering::SeqCst);
 }
 
-/// Busy Rust code: the range C's forged critical section covers.
-#[inline(never)]
+// Busy Rust code: the range C's forged critical section covers, exactly
+// (its bounds are labels, so the range can never take in a neighbouring
+// function, such as C's abort handler when the linker puts the attack's C
+// object right after this one: the kernel would then refuse the descriptor).
+core::arch::global_asm!(
+    ".text",
+    ".p2align 4",
+    ".globl cd_attack_rseq_spin",
+    ".hidden cd_attack_rseq_spin",
+    "cd_attack_rseq_spin:",
+    "2:",
+    "dec rdi",
+    "jnz 2b",
+    "ret",
+    ".globl cd_attack_rseq_spin_end",
+    ".hidden cd_attack_rseq_spin_end",
+    "cd_attack_rseq_spin_end:",
+);
+
+extern "C" {
+    fn cd_attack_rseq_spin(rounds: u64);
+    static cd_attack_rseq_spin_end: u8;
+}
+
 fn rseq_spin(rounds: u64) {
-    // A loop that stays in this function whatever the optimisation level.
-    // SAFETY: counts a register down; touches no memory.
-    unsafe {
-        core::arch::asm!("2:", "dec {n}", "jnz 2b", n = inout(reg) rounds => _, options(nomem, nostack));
-    }
+    // SAFETY: the asm above counts rdi down to zero and returns; it touches
+    // no memory and clobbers only rdi and the flags (caller-saved in the C ABI).
+    unsafe { cd_attack_rseq_spin(rounds) }
 }
 
 /// Issue 10, 4: C writes a critical-section descriptor into glibc's rseq
@@ -341,9 +361,9 @@ fn rseq_spin(rounds: u64) {
 pub(crate) fn rseq_redirect(_mode: Mode) -> Observation {
     let c = fresh();
     let secret_box = Box::new(secret("rseq-redirect"));
-    let f = rseq_spin as *const () as u64;
-    let start = f & !0xfff;
-    let len = 0x2000u64;
+    let start = cd_attack_rseq_spin as *const () as u64;
+    // SAFETY: only the label's address is taken; nothing is read.
+    let len = unsafe { core::ptr::addr_of!(cd_attack_rseq_spin_end) } as u64 - start;
     // A timer signal every millisecond from 5 ms on: by then the thread
     // runs the Rust loop in the covered range (the first event outside the
     // range would make the kernel drop the descriptor).
