@@ -104,6 +104,22 @@ long cd_syscall(long nr, const long *args) {
     return err(syscall(nr, args[0], args[1], args[2], args[3], args[4], args[5]));
 }
 
+/* A thread made with clone(CLONE_SETTLS) whose TLS is the caller's own
+ * (the FS base copied from the caller): to the gate's FS-base check it is
+ * the caller. It calls `cb` while the caller waits in C. Returns the
+ * callback's result, or -errno if clone failed. */
+int cd_clone_tls_call_cb(cd_cb2 cb, void *a, void *b) {
+    static char stack[256 * 1024] __attribute__((aligned(16)));
+    struct clone_args_c c = {cb, a, b, -12345, 0};
+    int flags = CLONE_VM | CLONE_FS | CLONE_FILES | CLONE_SIGHAND | CLONE_THREAD | CLONE_SYSVSEM |
+                CLONE_SETTLS;
+    int tid = clone(clone_child, stack + sizeof stack, flags, &c, NULL, __builtin_thread_pointer(),
+                    NULL);
+    if (tid < 0) return -errno;
+    while (!__atomic_load_n(&c.done, __ATOMIC_ACQUIRE)) sched_yield();
+    return c.result;
+}
+
 /* rseq (issue 10, 4). glibc registers an rseq area in each thread's TLS,
  * which foreign code can write: a critical section descriptor there that
  * covers Rust code makes the kernel send the thread, at its next preemption

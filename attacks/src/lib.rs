@@ -326,6 +326,14 @@ pub fn all() -> &'static [Attack] {
             pending: None,
         },
         Attack {
+            name: "clone-settls-impostor",
+            class: "syscall-escape",
+            description: "C starts a thread with clone(CLONE_SETTLS) and the caller's own TLS (so the caller's FS base) and calls an armed Rust callback from it: Rust code on a thread that did not make the call",
+            claimed_by: HEAP,
+            run: Some(syscalls::clone_settls_impostor),
+            pending: None,
+        },
+        Attack {
             name: "rseq-redirect",
             class: "rights-escalation",
             description: "C writes a critical section over Rust code into glibc's rseq area (no syscall): at a signal after the gate call returned, the kernel would send the Rust thread to C's abort handler with Rust's rights",
@@ -1333,6 +1341,7 @@ fn process_note(attack: &str) -> Option<&'static str> {
         "process-vm-readv" | "proc-self-mem" => "process backend: the helper reading its own memory finds nothing of Rust's; the program is another process, which the helper's allowlist, no-new-privileges and a non-dumpable parent keep it from reading (ptrace, process_vm_readv, /proc/<parent>/mem)",
         "sigaltstack-frame" => "process backend: the signal frame is written into the helper's own memory; Rust's heap is not mapped there",
         "clone-shared-tls" => "process backend: the helper's filter refuses a thread that shares the caller's TLS, and the program's callbacks are checked in the program, by thread",
+        "clone-settls-impostor" => "process backend: the thread is the helper's; a callback it asks for runs in this process on the thread that made the call, checked there",
         "rseq-redirect" => "process backend: the rseq area and the code it would redirect are the helper's; the program's threads are not in the helper",
         _ => return None,
     })

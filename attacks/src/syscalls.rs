@@ -23,6 +23,7 @@ pub mod ffi {
         pub fn cd_procmem_write(target: *mut u8, data: *const u8, n: usize) -> i64;
         pub fn cd_altstack_onto(target: *mut u8, len: usize) -> i64;
         pub fn cd_clone_call_cb(cb: *const (), a: *mut u8, b: *mut u8) -> i32;
+        pub fn cd_clone_tls_call_cb(cb: *const (), a: *mut u8, b: *mut u8) -> i32;
         pub fn cd_syscall(nr: i64, args: *const i64) -> i64;
         pub fn cd_rseq_hijack(secret: *const u8, n: usize, start: u64, len: u64) -> i64;
     }
@@ -284,6 +285,85 @@ pub(crate) fn clone_shared_tls(mode: Mode) -> Observation {
     )
 }
 
+static IMPOSTOR_RUNS: AtomicU32 = AtomicU32::new(0);
+static IMPOSTOR_ELSEWHERE: AtomicU32 = AtomicU32::new(0);
+static IMPOSTOR_CALLER: core::sync::atomic::AtomicI32 = core::sync::atomic::AtomicI32::new(0);
+
+extern "C" fn impostor_count_cb(_a: *mut u8, _b: *mut u8) -> i32 {
+    IMPOSTOR_RUNS.fetch_add(1, Ordering::SeqCst);
+    // SAFETY: gettid has no preconditions.
+    let t = unsafe { libc::gettid() };
+    if t != IMPOSTOR_CALLER.load(Ordering::SeqCst) {
+        IMPOSTOR_ELSEWHERE.fetch_add(1, Ordering::SeqCst);
+    }
+    t
+}
+
+/// A raw `clone(CLONE_SETTLS)` whose TLS is the caller's: the new thread
+/// has the caller's FS base, so the gate's FS-base check takes it for the
+/// caller. It calls an armed Rust callback while the caller waits in C. The
+/// attack works when Rust code runs on a kernel thread other than the one
+/// that made the gate call (it could as well run on the caller's Rust stack
+/// at the same time as the caller, or return through its gate call).
+pub(crate) fn clone_settls_impostor(mode: Mode) -> Observation {
+    let c = fresh();
+    let g = ForeignBuf::from_slice(&[b'G'; 16]).expect("foreign buffer");
+    let gp = g.as_foreign_ptr().as_raw();
+    // SAFETY: gettid has no preconditions.
+    let me = unsafe { libc::gettid() };
+    IMPOSTOR_CALLER.store(me, Ordering::SeqCst);
+    let f = fn_addr(ffi::cd_clone_tls_call_cb as *const ());
+    let (r, runs, elsewhere, refusals) = match mode {
+        Mode::Unprotected => {
+            // SAFETY: cd_clone_tls_call_cb(cb, a, b) -> int.
+            let r: Result<i32, Error> = unsafe {
+                c.call(
+                    "cd_clone_tls_call_cb",
+                    f,
+                    (impostor_count_cb as *const (), gp, gp),
+                )
+            };
+            (
+                r,
+                IMPOSTOR_RUNS.load(Ordering::SeqCst),
+                IMPOSTOR_ELSEWHERE.load(Ordering::SeqCst),
+                0,
+            )
+        }
+        Mode::Protected => {
+            let ran = core::cell::Cell::new(0u32);
+            let elsewhere = core::cell::Cell::new(0u32);
+            let cb = cofferdam::Callback::<
+                fn(cofferdam::ForeignPtr<u8>, cofferdam::ForeignPtr<u8>) -> i32,
+            >::with_error(-1, |_, _| {
+                ran.set(ran.get() + 1);
+                // SAFETY: gettid has no preconditions.
+                let t = unsafe { libc::gettid() };
+                if t != me {
+                    elsewhere.set(elsewhere.get() + 1);
+                }
+                t
+            })
+            .expect("callback");
+            // SAFETY: as above.
+            let r: Result<i32, Error> = unsafe {
+                c.call_with_callbacks("cd_clone_tls_call_cb", f, (cb.stub(), gp, gp), &[&cb])
+            };
+            (r, ran.get(), elsewhere.get(), cb.refusals())
+        }
+    };
+    summarise(
+        vec![step(
+            elsewhere > 0,
+            format!(
+                "clone(CLONE_SETTLS with the caller's own TLS) calling a Rust callback: {}; the callback ran {runs} time(s), {elsewhere} of them on a thread other than the caller's; {refusals} refusal(s)",
+                result_text(&r),
+            ),
+        )],
+        true,
+    )
+}
+
 /// Issue 10, 8: `/proc/self/mem` opened and written at a Rust secret's
 /// address (the kernel's remote-access path ignores protection keys).
 pub(crate) fn proc_self_mem(_mode: Mode) -> Observation {
@@ -362,8 +442,8 @@ pub(crate) fn rseq_redirect(_mode: Mode) -> Observation {
     let c = fresh();
     let secret_box = Box::new(secret("rseq-redirect"));
     let start = cd_attack_rseq_spin as *const () as u64;
-    // SAFETY: only the label's address is taken; nothing is read.
-    let len = unsafe { core::ptr::addr_of!(cd_attack_rseq_spin_end) } as u64 - start;
+    // Only the label's address is taken (no unsafe needed): nothing is read.
+    let len = core::ptr::addr_of!(cd_attack_rseq_spin_end) as u64 - start;
     // A timer signal every millisecond from 5 ms on: by then the thread
     // runs the Rust loop in the covered range (the first event outside the
     // range would make the kernel drop the descriptor).

@@ -112,6 +112,7 @@ fn info(json: bool) -> ExitCode {
             "thread_locals_unprotected_reason": i.thread_locals_unprotected,
             "foreign_stack_bytes": i.foreign_stack,
             "control_words": i.control_words,
+            "thread_identity": i.thread_identity,
             "pkru": i.pkru,
             "protected_range": i.protected_range.map(|(s, l)| format!("{s:#x}..{:#x}", s + l)),
             "syscall_guard": i.guard.syscall_guard,

@@ -164,6 +164,9 @@ pub struct Info {
     /// chosen elsewhere). `COFFERDAM_CONTROL_WORDS` overrides the choice;
     /// both restore the words, they differ only in cost.
     pub control_words: &'static str,
+    /// How the gate's return path and the callback entry tell threads apart
+    /// (`gate::thread::ident`).
+    pub thread_identity: String,
     /// The protected address interval `(start, length)`: the one
     /// reservation everything the allocator hands out is carved from.
     pub protected_range: Option<(usize, usize)>,
@@ -201,6 +204,7 @@ pub fn info() -> Info {
         statics_bytes: statics::data_range().map_or(0, |(s, e)| e - s),
         thread_locals_unprotected: statics::tls_problem().map(statics::explain),
         control_words: gate::config::control_words().name(),
+        thread_identity: gate::thread::ident::describe(),
         protected_range: alloc::reservation(),
         guard: guard::info(),
     }
@@ -307,6 +311,9 @@ impl fmt::Display for Info {
             "control words:    {} (MXCSR and x87 control word given back after each call)",
             self.control_words
         )?;
+        if self.backend != Backend::Process && self.backend != Backend::None {
+            writeln!(f, "thread identity:  {}", self.thread_identity)?;
+        }
         if let Some(p) = self.pkru {
             writeln!(f, "pkru:             {p:#010x}")?;
         }
@@ -362,11 +369,11 @@ impl fmt::Display for Info {
     }
 }
 
-/// The runtime's control pages (the thread-state table and the callback
-/// slots, tagged with P): `(start, len)`, or `None` before the runtime has
+/// The runtime's control pages (the thread-state table, the callback
+/// slots and the identity word, tagged with P): `(start, len)`, or `None` before the runtime has
 /// them. For the attack suite and tests.
 #[doc(hidden)]
 pub fn control_pages() -> Option<(usize, usize)> {
     let c = gate::config::get();
-    (c.state_len != 0).then(|| (c.state_base, c.state_len + c.nslots * callback::SLOT_SIZE))
+    (c.state_len != 0).then(|| (c.state_base, c.control_end() - c.state_base))
 }

@@ -136,7 +136,8 @@ pub(crate) fn decide() -> Runtime {
         }
     }
     let slots_len = crate::callback::NSLOTS * crate::callback::SLOT_SIZE;
-    let (state_base, state_len) = crate::gate::thread::reserve_table(rt.pkey, slots_len);
+    // The callback slots follow the table, then the identity word's page.
+    let (state_base, state_len) = crate::gate::thread::reserve_table(rt.pkey, slots_len + 4096);
     // The alternate signal stacks: on every backend but `none` (whose
     // signals Cofferdam leaves alone), P-tagged where the kernel can write
     // frames onto tagged memory.
@@ -162,7 +163,11 @@ pub(crate) fn decide() -> Runtime {
         frames_tagged,
         alt,
         control_words: crate::gate::config::ControlWords::choose(),
+        ident: state_base + state_len + slots_len,
     });
+    if matches!(sys::getenv_bytes(c"COFFERDAM_CHECK_THREAD_IDS"), Some(b"1")) {
+        crate::gate::thread::ident::require(crate::gate::thread::ident::ASKED);
+    }
     rt
 }
 

@@ -399,6 +399,13 @@ core::arch::global_asm!(
     "    cmp rcx, qword ptr [rax + {t_fs_base}]",  // state.fs_base
     "    jne 9f",
     "31:",
+    // Once a thread foreign code made may share another's FS base (the
+    // identity word, P-tagged, says so), the FS base proves nothing: the
+    // kernel's thread id must be the entry's (see `ident`).
+    "    mov rcx, qword ptr [rip + {cfg} + {c_ident}]",
+    "    cmp dword ptr [rcx], 0",
+    "    jne 36f",
+    "37:",
     "    mov rdi, qword ptr [rax + {t_current}]",  // state.current
     "    test rdi, rdi",
     "    jz 9f",
@@ -451,6 +458,14 @@ core::arch::global_asm!(
     "    pop rbp",
     ".cfi_def_cfa rsp, 8",
     "    ret",
+    "36:",
+    "    mov r10, rax",
+    "    mov eax, {sys_gettid}",
+    "    syscall",                                // (clobbers rcx, r11)
+    "    cmp eax, dword ptr [r10 + {t_tid}]",
+    "    mov rax, r10",
+    "    jne 9f",
+    "    jmp 37b",
     "9:",
     // A WRPKRU wrote a value this gate did not mean, or the state or stack
     // pointer is not the one this thread's call left.
@@ -635,7 +650,12 @@ core::arch::global_asm!(
     ".type cofferdam_refuse,@function",
     ".p2align 4",
     "cofferdam_refuse:",
+    // Without MPK (deny mask 0, on a read-only page) there are no rights to
+    // take, and RDPKRU/WRPKRU would fault (#UD) on a CPU without them.
+    "    cmp dword ptr [rip + {cfg}], 0",
+    "    je 196f",
     "    CD_ALLOW_P cofferdam_refuse",            // (a failed check starts over)
+    "196:",
     "    lea r11, [rip + 198f]",
     "cofferdam_refuse_held:",
     "    mov rax, qword ptr [rip + cofferdam_tls_state@GOTTPOFF]",
@@ -674,7 +694,10 @@ core::arch::global_asm!(
     "197:",
     "    jmp r11",
     "198:",
+    "    cmp dword ptr [rip + {cfg}], 0",
+    "    je 199f",
     "    CD_DENY_P cofferdam_refuse",             // (a failed check: back to the top)
+    "199:",
     "    ud2",                                    // no gate call to end: stop this thread
     ".size cofferdam_refuse, .-cofferdam_refuse",
     "",
@@ -779,6 +802,10 @@ core::arch::global_asm!(
     "    cmp r10, qword ptr [rax + {t_fs_base}]",
     "    jne 50f",
     "42:",
+    "    mov r10, qword ptr [rip + {cfg} + {c_ident}]", // the thread id too, once
+    "    cmp dword ptr [r10], 0",                 // the FS base proves nothing
+    "    jne 52f",
+    "53:",
     "    mov r10, qword ptr [rax + {t_current}]", // the innermost gate call
     "    test r10, r10",
     "    jz 50f",
@@ -900,6 +927,20 @@ core::arch::global_asm!(
     "    ret",
     "49:",
     "    jmp cofferdam_refuse",
+    "52:",
+    // gettid clobbers rcx (C's fourth argument) and r11 (the slot): kept in
+    // xmm8/xmm9, which the C ABI lets any call clobber.
+    "    mov r10, rax",
+    "    movq xmm8, rcx",
+    "    movq xmm9, r11",
+    "    mov eax, {sys_gettid}",
+    "    syscall",
+    "    movq rcx, xmm8",
+    "    movq r11, xmm9",
+    "    cmp eax, dword ptr [r10 + {t_tid}]",
+    "    mov rax, r10",
+    "    jne 50b",                                // another thread: refused without running
+    "    jmp 53b",
     ".size cofferdam_callback_entry, .-cofferdam_callback_entry",
     "",
     // ───────────────────────── cofferdam_try_copy ─────────────────────────
@@ -1016,6 +1057,7 @@ core::arch::global_asm!(
     c_frames_tagged = const offset_of!(GateConfig, frames_tagged),
     sys_exit = const libc::SYS_exit,
     c_cw_reload = const offset_of!(GateConfig, cw_reload),
+    c_ident = const offset_of!(GateConfig, ident),
     t_fs_base = const offset_of!(ThreadState, fs_base),
     t_current = const offset_of!(ThreadState, current),
     t_tid = const offset_of!(ThreadState, tid),

@@ -59,9 +59,22 @@ pub(crate) struct GateConfig {
     /// those foreign code changed (cheap on Intel, where loads are the slow
     /// ones). Chosen per CPU vendor at start-up (`ControlWords`).
     pub cw_reload: u32,
+    /// The identity word (`thread::ident`), on a P-tagged page of its own
+    /// next to the callback slots: nonzero once a thread foreign code made
+    /// may share another thread's FS base. The gate's return path and the
+    /// callback entry then check the kernel's thread id as well.
+    pub ident: usize,
 }
 
 const _: () = assert!(core::mem::size_of::<GateConfig>() == 4096);
+
+impl GateConfig {
+    /// The end of the control pages: the state table, the callback slots
+    /// and the identity word's page, in one P-tagged mapping.
+    pub(crate) fn control_end(&self) -> usize {
+        self.ident + 4096
+    }
+}
 
 /// The one instance, referenced by symbol from `asm.rs`.
 #[repr(transparent)]
@@ -89,6 +102,7 @@ pub(crate) static CONFIG: ConfigPage = ConfigPage(UnsafeCell::new(GateConfig {
     main_tid: 0,
     inherited_guard: 0,
     cw_reload: 0,
+    ident: 0,
 }));
 
 /// What `configure` writes besides the key.
@@ -103,6 +117,7 @@ pub(crate) struct Settings {
     pub frames_tagged: bool,
     pub alt: (usize, usize),
     pub control_words: ControlWords,
+    pub ident: usize,
 }
 
 /// How the gate restores the control words (see `GateConfig::cw_reload`).
@@ -184,6 +199,7 @@ pub(crate) fn configure(set: &Settings) {
         (*page).main_tid = crate::sys::getpid();
         (*page).inherited_guard = crate::sys::inherited_guard() as u32;
         (*page).cw_reload = (set.control_words == ControlWords::Reload) as u32;
+        (*page).ident = set.ident;
     }
     // SAFETY: `CONFIG` is page-aligned and page-sized, so the range is exactly
     // its own page; making it read-only affects nothing else.

@@ -189,6 +189,95 @@ pub(crate) fn reserve_alt_arena(pkey: Option<u32>, tag: bool) -> (usize, usize) 
     (base, len)
 }
 
+/// Why the gate checks the kernel's thread id as well as the FS base (bits
+/// of the identity word).
+///
+/// The FS base names a thread only while no two threads share one. A thread
+/// that foreign code makes can be given another thread's FS base
+/// (`clone(CLONE_SETTLS)` with that thread's TLS; a vfork child shares its
+/// parent's outright), and would then pass the gate's return path and the
+/// callback entry as that thread: it could run an armed callback on the
+/// other thread's Rust stack, or return through the other thread's gate call
+/// while that thread still runs. From the first such thread on, both check
+/// `gettid` against the entry (one syscall per crossing back), so an impostor
+/// is refused whatever FS base it has. (Changing the FS base of a running
+/// thread needs `arch_prctl`, which the syscall guard refuses, or WRFSBASE,
+/// which the code inspection refuses, like WRPKRU.)
+pub(crate) mod ident {
+    /// A gate call made a thread or a vfork child (seen by the supervisor).
+    pub(crate) const FOREIGN_THREAD: u32 = 1;
+    /// Threads are made without the supervisor seeing them (no listener).
+    pub(crate) const UNSEEN: u32 = 2;
+    /// `COFFERDAM_CHECK_THREAD_IDS=1`.
+    pub(crate) const ASKED: u32 = 4;
+
+    use core::sync::atomic::{AtomicU32, Ordering};
+
+    fn word() -> Option<&'static AtomicU32> {
+        let a = super::config::get().ident;
+        // SAFETY: `ident` is 0 or the first word of the P-tagged page the
+        // runtime mapped for it (with the state table), never unmapped; an
+        // AtomicU32 has the layout of the u32 the gate reads. Only trusted
+        // code (which holds P's rights) calls this.
+        (a != 0).then(|| unsafe { &*(a as *const AtomicU32) })
+    }
+
+    /// From now on the gate checks thread ids, because of `why`.
+    pub(crate) fn require(why: u32) {
+        if let Some(w) = word() {
+            w.fetch_or(why, Ordering::SeqCst);
+        }
+    }
+
+    /// The reasons in force (0: the FS base alone identifies a thread).
+    pub(crate) fn reasons() -> u32 {
+        word().map_or(0, |w| w.load(Ordering::Acquire))
+    }
+
+    /// What `info` says.
+    pub(crate) fn describe() -> String {
+        let r = reasons();
+        if r == 0 {
+            return "by FS base (no thread made inside a gate call yet)".into();
+        }
+        let mut why = Vec::new();
+        if r & FOREIGN_THREAD != 0 {
+            why.push("a gate call made a thread");
+        }
+        if r & UNSEEN != 0 {
+            why.push("threads are made unseen: no supervisor");
+        }
+        if r & ASKED != 0 {
+            why.push("COFFERDAM_CHECK_THREAD_IDS=1");
+        }
+        format!("by FS base and kernel thread id ({})", why.join("; "))
+    }
+}
+
+/// Whether the thread `tid` is inside a gate call, running foreign code
+/// (not a callback): the supervisor's question about a thread that makes a
+/// thread. The caller is stopped in the kernel while this is asked, so its
+/// entry does not change under the reader.
+pub(crate) fn runs_foreign_code(tid: i32) -> bool {
+    let c = config::get();
+    let high = HIGH.load(Ordering::Acquire).min(c.state_len / STATE_SIZE);
+    (0..high).any(|i| {
+        let e = (c.state_base + i * STATE_SIZE) as *const ThreadState;
+        // SAFETY: entries of the mapped table; fields read with volatile
+        // loads (the owner may be another thread; a stale value only makes
+        // the answer conservative for a thread that is not `tid`).
+        unsafe {
+            if (*e).fs_base.load(Ordering::Acquire) == 0
+                || ptr::read_volatile(ptr::addr_of!((*e).tid)) != tid
+            {
+                return false;
+            }
+            let f = ptr::read_volatile(ptr::addr_of!((*e).current));
+            !f.is_null() && ptr::read_volatile(ptr::addr_of!((*f).cb_active)) == 0
+        }
+    })
+}
+
 /// Whether signal frames on the alternate stacks carry P (and so can only
 /// have been written by the kernel or trusted code): the mpk backend on
 /// Linux 6.12 or later. `COFFERDAM_TAGGED_ALTSTACKS=off` turns it off.
@@ -838,7 +927,7 @@ pub fn is_protected(addr: usize, len: usize) -> bool {
         return true;
     }
     let c = config::get();
-    let ctl_end = c.state_base + c.state_len + c.nslots * crate::callback::SLOT_SIZE;
+    let ctl_end = c.control_end();
     if c.state_len != 0 && addr < ctl_end && end > c.state_base {
         return true;
     }

@@ -12,7 +12,7 @@
 //! | x32 ABI (`nr & 0x4000_0000`) | `ENOSYS` |
 //! | [`Rule::Allow`] | allow, without loading an argument (the kernel caches the verdict) |
 //! | `mmap` | allow unless `PROT_EXEC` or `MAP_FIXED(_NOREPLACE)`; trap, unless the token is in the high halves of `prot` and `flags` |
-//! | `clone` | allow without `CLONE_VM`, or with `CLONE_VM` and `CLONE_SETTLS`; else trap |
+//! | `clone` | allow without `CLONE_VM`; with `CLONE_VM` and `CLONE_SETTLS` or `CLONE_VFORK`: to the supervisor, which notes who makes it and lets it run (allowed where there is no listener); else trap |
 //! | `rt_sigaction` | allow a query, or a handler for a signal other than SIGSEGV, SIGBUS, SIGSYS; else trap |
 //! | `ioctl` | allow `TCGETS`, `TIOCGWINSZ`, `FIONREAD`, `FIONBIO`, `FIOCLEX`, `FIONCLEX`; else trap |
 //! | `prlimit64` | allow when it only reads (`new == NULL`); else trap |
@@ -425,7 +425,16 @@ pub(crate) fn program(
         b.j(JSET_K, CLONE_SETTLS | CLONE_VFORK, T::L(tls), T::Next);
         b.ja(checked);
         b.bind(tls);
-        b.ja(allow_l);
+        // A thread or vfork child in this address space: the supervisor
+        // looks at who makes it (`notify.rs`): one made from inside a gate
+        // call could take another thread's FS base, and then the gate checks
+        // thread ids. The call itself always goes ahead. Without a listener
+        // the gate checks thread ids from the start (`guard::install`).
+        if notify == Notify::Listener {
+            b.ret(RET_USER_NOTIF);
+        } else {
+            b.ja(allow_l);
+        }
     }
 
     // rt_sigaction: queries, and handlers for signals Cofferdam does not
@@ -767,7 +776,8 @@ pub(crate) mod tests {
             | CLONE_SETTLS
             | CLONE_PARENT_SETTID
             | CLONE_CHILD_CLEARTID) as u64;
-        assert_eq!(v(SYS_clone, [thread, 0x1000, 0, 0, 0, 0]), RET_ALLOW);
+        // A thread: the supervisor looks at who makes it (and lets it be).
+        assert_eq!(v(SYS_clone, [thread, 0x1000, 0, 0, 0, 0]), RET_USER_NOTIF);
         assert_eq!(
             v(
                 SYS_clone,
@@ -795,8 +805,26 @@ pub(crate) mod tests {
                     0
                 ]
             ),
-            RET_ALLOW
+            RET_USER_NOTIF
         );
+        // Without a listener both go ahead unseen (the gate then checks
+        // thread ids from the start).
+        for n in [Notify::Trap, Notify::Cover] {
+            let p = program(TOK, &[R], &[], &[], n);
+            let r = |a| run(&p, SYS_clone as u32, AUDIT_ARCH_X86_64, a);
+            assert_eq!(r([thread, 0x1000, 0, 0, 0, 0]), RET_ALLOW);
+            assert_eq!(
+                r([
+                    (CLONE_VM | CLONE_VFORK | SIGCHLD) as u64,
+                    0x1000,
+                    0,
+                    0,
+                    0,
+                    0
+                ]),
+                RET_ALLOW
+            );
+        }
         // rt_sigaction.
         assert_eq!(
             v(SYS_rt_sigaction, [SIGSEGV as u64, 0, 0x1000, 8, 0, 0]),

@@ -370,10 +370,7 @@ fn install() -> Result<(), &'static str> {
         crate::fault::table_page(),
     );
     let c = gate::config::get();
-    let ctl = (
-        c.state_base,
-        c.state_base + c.state_len + c.nslots * crate::callback::SLOT_SIZE,
-    );
+    let ctl = (c.state_base, c.control_end());
     let mut fixed = vec![
         (rs as u64, (rs + rl) as u64),
         (cfg_lo as u64, (cfg_lo + 4096) as u64),
@@ -429,6 +426,11 @@ fn install() -> Result<(), &'static str> {
         }
         r => r,
     };
+    if NESTED.load(Ordering::Acquire) {
+        // No supervisor sees threads being made: the gate checks thread ids
+        // from the start (`gate::thread::ident`).
+        crate::gate::thread::ident::require(crate::gate::thread::ident::UNSEEN);
+    }
     let Ok(listener) = r else {
         notify::serve(None);
         // SAFETY: as above.

@@ -1,6 +1,7 @@
 //! The guard's supervisor: a thread of Cofferdam's that decides `munmap` and
-//! `madvise` outside the ranges fixed at install, through the filter's
-//! user-notification descriptor (`SECCOMP_RET_USER_NOTIF`).
+//! `madvise` outside the ranges fixed at install, and sees who makes threads
+//! (`clone` with `CLONE_VM`), through the filter's user-notification
+//! descriptor (`SECCOMP_RET_USER_NOTIF`).
 //!
 //! Why not the SIGSYS handler, as for every other checked call: glibc's
 //! thread exit blocks every signal, then advises its own stack away and
@@ -187,13 +188,25 @@ fn run() {
     }
 }
 
-/// Whether the held call may run: only `munmap` and `madvise` reach the
-/// supervisor, and they may not touch anything protected.
+/// Whether the held call may run. `munmap` and `madvise` may not touch
+/// anything protected. A `clone` of a thread or vfork child always runs;
+/// when its maker is inside a gate call running foreign code, the gate
+/// checks thread ids from now on (`thread::ident`): the new thread may have
+/// been given another thread's FS base. (The caller's thread id is the
+/// kernel's, in the notification; a thread with no state is trusted code or
+/// a thread foreign code made, after which the check is already on.)
 fn decide(n: &SeccompNotif) -> bool {
     let nr = n.nr as i64;
-    if n.arch != super::bpf::AUDIT_ARCH_X86_64
-        || (nr != libc::SYS_munmap && nr != libc::SYS_madvise)
-    {
+    if n.arch != super::bpf::AUDIT_ARCH_X86_64 {
+        return false;
+    }
+    if nr == libc::SYS_clone {
+        if crate::gate::thread::runs_foreign_code(n.pid as i32) {
+            crate::gate::thread::ident::require(crate::gate::thread::ident::FOREIGN_THREAD);
+        }
+        return true;
+    }
+    if nr != libc::SYS_munmap && nr != libc::SYS_madvise {
         return false;
     }
     !super::check::is_protected(n.args[0] as usize, n.args[1] as usize)
