@@ -120,7 +120,7 @@ impl ScanError {
     }
 }
 
-/// Which PKRU-changing instruction.
+/// Which instruction: one that changes PKRU, or the FS/GS base.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Kind {
@@ -130,6 +130,11 @@ pub enum Kind {
     Xrstor,
     /// `0F C7 /3` (memory): supervisor restore (faults at CPL 3, reported anyway).
     Xrstors,
+    /// `F3 0F AE /2` (register): writes the FS base, the thread pointer the
+    /// gate identifies a thread by.
+    Wrfsbase,
+    /// `F3 0F AE /3` (register): writes the GS base.
+    Wrgsbase,
 }
 
 impl Kind {
@@ -139,6 +144,8 @@ impl Kind {
             Kind::Wrpkru => "wrpkru",
             Kind::Xrstor => "xrstor",
             Kind::Xrstors => "xrstors",
+            Kind::Wrfsbase => "wrfsbase",
+            Kind::Wrgsbase => "wrgsbase",
         }
     }
 }
@@ -217,6 +224,8 @@ pub struct Summary {
     pub wrpkru: usize,
     pub xrstor: usize,
     pub xrstors: usize,
+    pub wrfsbase: usize,
+    pub wrgsbase: usize,
 }
 
 /// The result of scanning one file.
@@ -391,6 +400,8 @@ pub fn scan_bytes_with(
                 x86::Found::Wrpkru => Kind::Wrpkru,
                 x86::Found::Xrstor | x86::Found::Xrstor64 => Kind::Xrstor,
                 x86::Found::Xrstors | x86::Found::Xrstors64 => Kind::Xrstors,
+                x86::Found::Wrfsbase => Kind::Wrfsbase,
+                x86::Found::Wrgsbase => Kind::Wrgsbase,
             };
             let bytes: String = image[start..start + len]
                 .iter()
@@ -437,6 +448,8 @@ pub fn scan_bytes_with(
             Kind::Wrpkru => summary.wrpkru += 1,
             Kind::Xrstor => summary.xrstor += 1,
             Kind::Xrstors => summary.xrstors += 1,
+            Kind::Wrfsbase => summary.wrfsbase += 1,
+            Kind::Wrgsbase => summary.wrgsbase += 1,
         }
     }
 
@@ -593,7 +606,7 @@ pub fn render_table(rep: &ScanReport, all: bool) -> String {
     let m = &rep.summary;
     let _ = writeln!(
         s,
-        "  {} occurrence(s): {} unsafe, {} gate{} ({} intended, {} unaligned; wrpkru {}, xrstor {}, xrstors {})",
+        "  {} occurrence(s): {} unsafe, {} gate{} ({} intended, {} unaligned; wrpkru {}, xrstor {}, xrstors {}, wrfsbase {}, wrgsbase {})",
         m.occurrences,
         m.unsafe_,
         m.gate,
@@ -602,7 +615,9 @@ pub fn render_table(rep: &ScanReport, all: bool) -> String {
         m.unaligned,
         m.wrpkru,
         m.xrstor,
-        m.xrstors
+        m.xrstors,
+        m.wrfsbase,
+        m.wrgsbase
     );
     s
 }

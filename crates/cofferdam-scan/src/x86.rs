@@ -6,7 +6,9 @@ use iced_x86::{Code, Decoder, DecoderError, DecoderOptions, Instruction};
 /// Longest x86 instruction, in bytes.
 pub(crate) const MAX_INSN_LEN: usize = 15;
 
-/// Which PKRU-changing instruction an occurrence is.
+/// Which instruction an occurrence is: one that changes PKRU, or the FS or
+/// GS base (WRFSBASE would let a thread take another thread's identity at
+/// the gate, see `cofferdam`'s `gate::thread::ident`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub(crate) enum Found {
     Wrpkru,
@@ -14,6 +16,8 @@ pub(crate) enum Found {
     Xrstor64,
     Xrstors,
     Xrstors64,
+    Wrfsbase,
+    Wrgsbase,
 }
 
 impl Found {
@@ -24,6 +28,8 @@ impl Found {
             Code::Xrstor64_mem => Some(Found::Xrstor64),
             Code::Xrstors_mem => Some(Found::Xrstors),
             Code::Xrstors64_mem => Some(Found::Xrstors64),
+            Code::Wrfsbase_r32 | Code::Wrfsbase_r64 => Some(Found::Wrfsbase),
+            Code::Wrgsbase_r32 | Code::Wrgsbase_r64 => Some(Found::Wrgsbase),
             _ => None,
         }
     }
@@ -35,6 +41,8 @@ impl Found {
             Found::Xrstor64 => "xrstor64",
             Found::Xrstors => "xrstors",
             Found::Xrstors64 => "xrstors64",
+            Found::Wrfsbase => "wrfsbase",
+            Found::Wrgsbase => "wrgsbase",
         }
     }
 }
@@ -64,7 +72,8 @@ pub(crate) fn candidates(code: &[u8]) -> Vec<usize> {
         let reg = (modrm >> 3) & 7;
         let hit = match op {
             0x01 => modrm == 0xEF,
-            0xAE => md != 3 && reg == 5,
+            // XRSTOR (memory, /5); WRFSBASE/WRGSBASE (register, /2, /3).
+            0xAE => (md != 3 && reg == 5) || (md == 3 && (reg == 2 || reg == 3)),
             0xC7 => md != 3 && reg == 3,
             _ => false,
         };
@@ -192,6 +201,20 @@ mod tests {
             b.starts,
             vec![(3, Found::Xrstor64, 4), (4, Found::Xrstor, 3)]
         );
+        // wrfsbase rax = F3 48 0F AE D0; wrgsbase ecx = F3 0F AE D9; the
+        // same bytes without F3 are not these instructions.
+        let fs = [0x90, 0xF3, 0x48, 0x0F, 0xAE, 0xD0];
+        assert_eq!(candidates(&fs), vec![3]);
+        assert_eq!(
+            confirm(&fs, 3, 0).unwrap().starts,
+            vec![(1, Found::Wrfsbase, 5)]
+        );
+        let gs = [0xF3, 0x0F, 0xAE, 0xD9];
+        assert_eq!(
+            confirm(&gs, 1, 0).unwrap().starts,
+            vec![(0, Found::Wrgsbase, 4)]
+        );
+        assert!(confirm(&[0x90, 0x0F, 0xAE, 0xD0], 1, 0).is_none());
         // xrstors [rdi] = 0F C7 1F; xrstors64 = 48 0F C7 1F
         let code = [0x0F, 0xC7, 0x1F, 0x48, 0x0F, 0xC7, 0x1F];
         let a = confirm(&code, 0, 0).unwrap();

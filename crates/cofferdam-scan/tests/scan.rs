@@ -79,6 +79,13 @@ void restore_s(void *p) {
 }
 "#;
 
+/// A thread that sets its own FS base takes another thread's identity at
+/// the gate: WRFSBASE (and WRGSBASE) are refused like WRPKRU.
+const FSBASE_C: &str = r#"
+void set_fs(unsigned long v) { __asm__ volatile("wrfsbase %0" :: "r"(v) : "memory"); }
+void set_gs(unsigned v) { __asm__ volatile("wrgsbase %0" :: "r"(v) : "memory"); }
+"#;
+
 const CLEAN_C: &str = r#"
 #include <string.h>
 int sum(const int *v, int n) { int s = 0; for (int i = 0; i < n; i++) s += v[i]; return s; }
@@ -134,6 +141,28 @@ fn wrpkru_hidden_in_an_immediate_is_unaligned() {
     let off = o.offset as usize;
     assert_eq!(&data[off - 2..off + 3], &[0xB8, 0x90, 0x0F, 0x01, 0xEF]);
     assert_eq!(rep.summary.unaligned, 1);
+    assert_eq!(run(&args(&[&so])), 1);
+}
+
+#[test]
+fn wrfsbase_and_wrgsbase_are_unsafe() {
+    let so = build_so("fsbase", FSBASE_C, &[]);
+    let rep = scan_file(&so).unwrap();
+    let got: Vec<(&str, Kind, bool, Option<&str>)> = rep
+        .occurrences
+        .iter()
+        .map(|o| (o.mnemonic.as_str(), o.kind, o.intended, o.symbol.as_deref()))
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            ("wrfsbase", Kind::Wrfsbase, true, Some("set_fs")),
+            ("wrgsbase", Kind::Wrgsbase, true, Some("set_gs")),
+        ]
+    );
+    assert_eq!(rep.summary.wrfsbase, 1);
+    assert_eq!(rep.summary.wrgsbase, 1);
+    assert_eq!(rep.summary.unsafe_, 2);
     assert_eq!(run(&args(&[&so])), 1);
 }
 

@@ -173,6 +173,18 @@ fn every_wrpkru_in_the_executable_is_checked_and_there_is_no_xrstor() {
                 "note: hidden xrstors bytes at {:#x} in {:?} (faults in user mode)",
                 o.vaddr, o.symbol
             ),
+            // No WRFSBASE/WRGSBASE may stand in the executable either, hidden
+            // or not: with one, foreign code on one Rust thread could take
+            // another's FS base (the gate's thread check).
+            cofferdam_scan::Kind::Wrfsbase | cofferdam_scan::Kind::Wrgsbase => {
+                problems.push(format!(
+                    "{} at {:#x} ({}, in {:?}): no FS/GS-base write may stand in the executable",
+                    o.mnemonic,
+                    o.vaddr,
+                    if o.intended { "intended" } else { "hidden" },
+                    o.symbol
+                ))
+            }
             cofferdam_scan::Kind::Xrstor | cofferdam_scan::Kind::Xrstors => problems.push(format!(
                 "{} at {:#x} ({}, in {:?}): no XRSTOR may stand in the executable",
                 o.mnemonic,

@@ -1,5 +1,7 @@
 //! Inspection of foreign code for instructions that can write PKRU
-//! (WRPKRU, XRSTOR, XRSTORS), with the `cofferdam-scan` library.
+//! (WRPKRU, XRSTOR, XRSTORS) or the FS/GS base (WRFSBASE, WRGSBASE: a
+//! thread that sets its FS base to another's is that thread to the gate's
+//! FS-base check), with the `cofferdam-scan` library.
 //!
 //! * [`scan_library`]: `Compartment::load` scans the file before `dlopen`
 //!   and refuses any occurrence (intended or hidden) outside
