@@ -4,6 +4,7 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <sched.h>
 #include <signal.h>
 #include <stddef.h>
@@ -119,6 +120,19 @@ int cd_clone_tls_call_cb(cd_cb2 cb, void *a, void *b) {
     while (!__atomic_load_n(&c.done, __ATOMIC_ACQUIRE)) sched_yield();
     return c.result;
 }
+
+/* An ordinary thread of the library's own (pthread_create gives it a TLS
+ * of its own), started and joined inside the call: 0, or the error. */
+static void *cd_thread_noop(void *p) { return p; }
+int cd_pthread_roundtrip(void) {
+    pthread_t t;
+    int r = pthread_create(&t, NULL, cd_thread_noop, NULL);
+    if (r != 0) return r;
+    return pthread_join(t, NULL);
+}
+
+/* Calls `cb` on the calling thread. */
+int cd_call_cb_here(cd_cb2 cb, void *a, void *b) { return cb(a, b); }
 
 /* rseq (issue 10, 4). glibc registers an rseq area in each thread's TLS,
  * which foreign code can write: a critical section descriptor there that

@@ -24,6 +24,8 @@ pub mod ffi {
         pub fn cd_altstack_onto(target: *mut u8, len: usize) -> i64;
         pub fn cd_clone_call_cb(cb: *const (), a: *mut u8, b: *mut u8) -> i32;
         pub fn cd_clone_tls_call_cb(cb: *const (), a: *mut u8, b: *mut u8) -> i32;
+        pub fn cd_pthread_roundtrip() -> i32;
+        pub fn cd_call_cb_here(cb: *const (), a: *mut u8, b: *mut u8) -> i32;
         pub fn cd_syscall(nr: i64, args: *const i64) -> i64;
         pub fn cd_rseq_hijack(secret: *const u8, n: usize, start: u64, len: u64) -> i64;
     }

@@ -116,6 +116,61 @@ fn null_call(rounds: usize, iters: u64) -> Result<Value, String> {
     }))
 }
 
+/// The gate's null call on a thread whose crossings back also check the
+/// kernel's thread id (`gettid`: where foreign code handed the thread's FS
+/// base to a thread of its own), beside the same call on a thread without
+/// the check, rounds alternating between the two threads.
+fn null_call_thread_id(rounds: usize, iters: u64) -> Result<Value, String> {
+    use std::sync::mpsc;
+    let c = Compartment::new("bench-thread-id").map_err(|e| format!("no compartment: {e}"))?;
+    let run = move |c: &Compartment| {
+        time_per_iter(iters, |i| {
+            // SAFETY: cd_noop takes an int and returns an int.
+            let r: Result<i32, _> =
+                unsafe { c.call("cd_noop", black_box(cd_noop as *const ()), (i as i32,)) };
+            black_box(r.expect("cd_noop does not fault"));
+        })
+    };
+    let (go_tx, go_rx) = mpsc::channel::<bool>();
+    let (done_tx, done_rx) = mpsc::channel::<Result<f64, String>>();
+    let cm = c.clone();
+    let marked = std::thread::spawn(move || {
+        if let Err(e) = cofferdam::check_thread_id_on_this_thread() {
+            let _ = done_tx.send(Err(e.to_string()));
+            return;
+        }
+        while let Ok(true) = go_rx.recv() {
+            if done_tx.send(Ok(run(&cm))).is_err() {
+                return;
+            }
+        }
+    });
+    let (mut plain, mut checked) = (vec![], vec![]);
+    for _ in 0..rounds {
+        plain.push(run(&c));
+        let _ = go_tx.send(true);
+        match done_rx.recv() {
+            Ok(Ok(ns)) => checked.push(ns),
+            Ok(Err(e)) => return Err(format!("cannot mark a thread: {e}")),
+            Err(_) => return Err("the marked thread ended".into()),
+        }
+    }
+    let _ = go_tx.send(false);
+    let _ = marked.join();
+    let (plain, checked) = (median(plain), median(checked));
+    Ok(json!({
+        "name": "null-call-thread-id",
+        "backend": c.backend().name(),
+        "gate_ns": round2(plain),
+        "gate_thread_id_checked_ns": round2(checked),
+        "checked_over_plain": round2(checked / plain),
+        "timer": timer_name(),
+        "rounds": rounds,
+        "iterations_per_round": iters,
+        "note": "the same null call on two threads, rounds alternating: one whose crossings back also compare gettid with its entry (as where foreign code gave its FS base to a thread of its own), one without",
+    }))
+}
+
 mod sandboxed {
     // The same C function as `null-call`'s, behind a `#[cofferdam::sandbox]`
     // wrapper: what a user of the library writes.
@@ -617,6 +672,15 @@ pub fn run(json_out: bool, quick: bool, only: Option<&str>) -> ExitCode {
             Err(e) => {
                 eprintln!("cofferdam bench: {e}");
                 return ExitCode::from(2);
+            }
+        }
+    }
+    if want("null-call-thread-id") {
+        match null_call_thread_id(rounds, iters) {
+            Ok(v) => workloads.push(v),
+            Err(e) => {
+                eprintln!("cofferdam bench: null-call-thread-id: {e}");
+                return ExitCode::FAILURE;
             }
         }
     }

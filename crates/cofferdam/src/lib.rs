@@ -369,6 +369,17 @@ impl fmt::Display for Info {
     }
 }
 
+/// Makes the gate check the kernel's thread id on this thread's crossings
+/// back from now on, as it does where foreign code handed this thread's FS
+/// base to a thread of its own (a mark that cannot be undone; it only adds
+/// a check). For `cofferdam bench`, which times both side by side, and for
+/// tests. `Err` where this thread cannot have state (the runtime has no
+/// thread table, or it is full).
+#[doc(hidden)]
+pub fn check_thread_id_on_this_thread() -> Result<(), &'static str> {
+    gate::thread::ident::mark_this_thread()
+}
+
 /// The runtime's control pages (the thread-state table, the callback
 /// slots and the identity word, tagged with P): `(start, len)`, or `None` before the runtime has
 /// them. For the attack suite and tests.

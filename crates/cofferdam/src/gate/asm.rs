@@ -399,11 +399,10 @@ core::arch::global_asm!(
     "    cmp rcx, qword ptr [rax + {t_fs_base}]",  // state.fs_base
     "    jne 9f",
     "31:",
-    // Once a thread foreign code made may share another's FS base (the
-    // identity word, P-tagged, says so), the FS base proves nothing: the
-    // kernel's thread id must be the entry's (see `ident`).
-    "    mov rcx, qword ptr [rip + {cfg} + {c_ident}]",
-    "    cmp dword ptr [rcx], 0",
+    // Where a thread foreign code made may share this thread's FS base (the
+    // entry is marked), the FS base proves nothing: the kernel's thread id
+    // must be the entry's (see `thread::ident`).
+    "    cmp dword ptr [rax + {t_verify}], 0",
     "    jne 36f",
     "37:",
     "    mov rdi, qword ptr [rax + {t_current}]",  // state.current
@@ -802,9 +801,8 @@ core::arch::global_asm!(
     "    cmp r10, qword ptr [rax + {t_fs_base}]",
     "    jne 50f",
     "42:",
-    "    mov r10, qword ptr [rip + {cfg} + {c_ident}]", // the thread id too, once
-    "    cmp dword ptr [r10], 0",                 // the FS base proves nothing
-    "    jne 52f",
+    "    cmp dword ptr [rax + {t_verify}], 0",    // the thread id too, where the
+    "    jne 52f",                                // FS base proves nothing
     "53:",
     "    mov r10, qword ptr [rax + {t_current}]", // the innermost gate call
     "    test r10, r10",
@@ -1057,7 +1055,7 @@ core::arch::global_asm!(
     c_frames_tagged = const offset_of!(GateConfig, frames_tagged),
     sys_exit = const libc::SYS_exit,
     c_cw_reload = const offset_of!(GateConfig, cw_reload),
-    c_ident = const offset_of!(GateConfig, ident),
+    t_verify = const offset_of!(ThreadState, verify_tid),
     t_fs_base = const offset_of!(ThreadState, fs_base),
     t_current = const offset_of!(ThreadState, current),
     t_tid = const offset_of!(ThreadState, tid),

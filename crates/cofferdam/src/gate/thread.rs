@@ -70,7 +70,10 @@ pub(crate) struct ThreadState {
     pub call_seq: u64,
     /// The thread's id (gettid), for the signal handler's check.
     pub tid: i32,
-    _pad: u32,
+    /// Nonzero when another thread may have this thread's FS base: the
+    /// gate's return path and the callback entry then compare `gettid`
+    /// with `tid` too (`ident`). Read by `asm.rs`.
+    pub verify_tid: core::sync::atomic::AtomicU32,
     /// The foreign stack's mapping (guard page included) and its top.
     pub foreign_map: usize,
     pub foreign_map_len: usize,
@@ -189,8 +192,7 @@ pub(crate) fn reserve_alt_arena(pkey: Option<u32>, tag: bool) -> (usize, usize) 
     (base, len)
 }
 
-/// Why the gate checks the kernel's thread id as well as the FS base (bits
-/// of the identity word).
+/// When the gate checks the kernel's thread id as well as the FS base.
 ///
 /// The FS base names a thread only while no two threads share one. A thread
 /// that foreign code makes can be given another thread's FS base
@@ -198,84 +200,220 @@ pub(crate) fn reserve_alt_arena(pkey: Option<u32>, tag: bool) -> (usize, usize) 
 /// parent's outright), and would then pass the gate's return path and the
 /// callback entry as that thread: it could run an armed callback on the
 /// other thread's Rust stack, or return through the other thread's gate call
-/// while that thread still runs. From the first such thread on, both check
-/// `gettid` against the entry (one syscall per crossing back), so an impostor
-/// is refused whatever FS base it has. (Changing the FS base of a running
-/// thread needs `arch_prctl`, which the syscall guard refuses, or WRFSBASE,
-/// which the code inspection refuses, like WRPKRU.)
+/// while that thread still runs.
+///
+/// The supervisor sees every thread or vfork child made in this address
+/// space (`guard::notify`). One made by foreign code (its maker is inside a
+/// gate call, or a thread with no entry) is recorded here: a vfork child
+/// marks its maker's entry; a thread's TLS is kept in a list on this
+/// P-tagged page, and every live entry with that FS base is marked, as is
+/// any thread that later starts using Cofferdam with it (`on_adopt`). A
+/// marked entry's gate crossings back compare `gettid` with its `tid` (one
+/// syscall each); every other thread's cost nothing more. Where the gate
+/// cannot read the FS base (no FSGSBASE), where the list is full, where no
+/// supervisor sees threads being made, or when asked, every entry is marked.
+/// (Changing the FS base of a running thread needs `arch_prctl`, which the
+/// syscall guard refuses, or WRFSBASE, which the code inspection refuses,
+/// like WRPKRU.)
 pub(crate) mod ident {
-    /// A gate call made a thread or a vfork child (seen by the supervisor).
+    /// The list of foreign-made TLS values is full, or the gate cannot
+    /// read the FS base (no FSGSBASE): a foreign-made thread marks all.
     pub(crate) const FOREIGN_THREAD: u32 = 1;
     /// Threads are made without the supervisor seeing them (no listener).
     pub(crate) const UNSEEN: u32 = 2;
     /// `COFFERDAM_CHECK_THREAD_IDS=1`.
     pub(crate) const ASKED: u32 = 4;
 
-    use core::sync::atomic::{AtomicU32, Ordering};
+    use super::{config, ThreadState, HIGH, STATE_SIZE};
+    use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
-    fn word() -> Option<&'static AtomicU32> {
-        let a = super::config::get().ident;
-        // SAFETY: `ident` is 0 or the first word of the P-tagged page the
-        // runtime mapped for it (with the state table), never unmapped; an
-        // AtomicU32 has the layout of the u32 the gate reads. Only trusted
+    const MAX_TLS: usize = 500;
+
+    /// The identity page (P-tagged, next to the callback slots).
+    #[repr(C)]
+    struct Page {
+        /// Why every entry is marked (0: only those that need it).
+        all: AtomicU32,
+        lock: AtomicU32,
+        /// Entries of `tls` in use.
+        count: AtomicU32,
+        /// Threads foreign code made so far (seen by the supervisor).
+        made: AtomicU32,
+        /// FS bases given to threads that foreign code made.
+        tls: [AtomicU64; MAX_TLS],
+    }
+    const _: () = assert!(core::mem::size_of::<Page>() <= 4096);
+
+    fn page() -> Option<&'static Page> {
+        let a = config::get().ident;
+        // SAFETY: `ident` is 0 or the start of the zero-filled P-tagged page
+        // the runtime mapped for it (with the state table), never unmapped;
+        // `Page` is atomics only, for which all-zero is valid. Only trusted
         // code (which holds P's rights) calls this.
-        (a != 0).then(|| unsafe { &*(a as *const AtomicU32) })
+        (a != 0).then(|| unsafe { &*(a as *const Page) })
     }
 
-    /// From now on the gate checks thread ids, because of `why`.
-    pub(crate) fn require(why: u32) {
-        if let Some(w) = word() {
-            w.fetch_or(why, Ordering::SeqCst);
+    struct Held(&'static Page);
+    impl Drop for Held {
+        fn drop(&mut self) {
+            self.0.lock.store(0, Ordering::Release);
+        }
+    }
+    fn lock(p: &'static Page) -> Held {
+        while p.lock.swap(1, Ordering::Acquire) != 0 {
+            core::hint::spin_loop();
+        }
+        Held(p)
+    }
+
+    /// Every live entry `pred` picks is marked.
+    fn mark_where(pred: impl Fn(&ThreadState) -> bool) {
+        let c = config::get();
+        let high = HIGH.load(Ordering::Acquire).min(c.state_len / STATE_SIZE);
+        for i in 0..high {
+            // SAFETY: entries of the mapped table (trusted caller, P held).
+            let e = unsafe { &*((c.state_base + i * STATE_SIZE) as *const ThreadState) };
+            if e.fs_base.load(Ordering::Acquire) != 0 && pred(e) {
+                e.verify_tid.store(1, Ordering::SeqCst);
+            }
         }
     }
 
-    /// The reasons in force (0: the FS base alone identifies a thread).
-    pub(crate) fn reasons() -> u32 {
-        word().map_or(0, |w| w.load(Ordering::Acquire))
+    /// From now on every thread's crossings check thread ids, because of `why`.
+    pub(crate) fn require(why: u32) {
+        let Some(p) = page() else { return };
+        let _g = lock(p);
+        p.all.fetch_or(why, Ordering::SeqCst);
+        mark_where(|_| true);
+    }
+
+    /// The supervisor saw foreign code make a thread (`settls`: with FS
+    /// base `tls`) or a vfork child, from the thread `maker`.
+    pub(crate) fn foreign_made(maker: i32, vfork: bool, settls: bool, tls: u64) {
+        let Some(p) = page() else { return };
+        let _g = lock(p);
+        p.made.fetch_add(1, Ordering::Relaxed);
+        if vfork {
+            // The child runs with its maker's FS base (and stack).
+            mark_where(|e| e.tid == maker);
+        }
+        if settls {
+            if config::get().fsgsbase == 0 {
+                // The gate finds the entry through the TLS slot alone, which
+                // a thread with a TLS of foreign code's making can forge.
+                p.all.fetch_or(FOREIGN_THREAD, Ordering::SeqCst);
+                mark_where(|_| true);
+                return;
+            }
+            let n = p.count.load(Ordering::Relaxed) as usize;
+            if !(0..n).any(|i| p.tls[i].load(Ordering::Relaxed) == tls) {
+                if n == MAX_TLS {
+                    p.all.fetch_or(FOREIGN_THREAD, Ordering::SeqCst);
+                    mark_where(|_| true);
+                    return;
+                }
+                p.tls[n].store(tls, Ordering::Relaxed);
+                p.count.store(n as u32 + 1, Ordering::Release);
+            }
+            mark_where(|e| e.fs_base.load(Ordering::Acquire) == tls);
+        }
+    }
+
+    /// A thread has just claimed `st` with FS base `fs`: marked if every
+    /// entry is, or if foreign code made a thread with that FS base.
+    pub(crate) fn on_adopt(st: &ThreadState, fs: u64) {
+        let Some(p) = page() else { return };
+        let _g = lock(p);
+        let n = p.count.load(Ordering::Acquire) as usize;
+        let mark = p.all.load(Ordering::SeqCst) != 0
+            || (0..n).any(|i| p.tls[i].load(Ordering::Relaxed) == fs);
+        st.verify_tid.store(mark as u32, Ordering::SeqCst);
+    }
+
+    /// Marks this thread's entry (adopting the thread first).
+    pub(crate) fn mark_this_thread() -> Result<(), &'static str> {
+        let st = super::adopt()?;
+        // SAFETY: this thread's own entry, just checked or claimed.
+        unsafe { (*st).verify_tid.store(1, Ordering::SeqCst) };
+        Ok(())
     }
 
     /// What `info` says.
     pub(crate) fn describe() -> String {
-        let r = reasons();
-        if r == 0 {
-            return "by FS base (no thread made inside a gate call yet)".into();
+        let Some(p) = page() else {
+            return "by FS base (no runtime)".into();
+        };
+        let r = p.all.load(Ordering::Acquire);
+        if r != 0 {
+            let mut why = Vec::new();
+            if r & FOREIGN_THREAD != 0 {
+                why.push("foreign code made a thread, and FS bases cannot all be followed");
+            }
+            if r & UNSEEN != 0 {
+                why.push("threads are made unseen: no supervisor");
+            }
+            if r & ASKED != 0 {
+                why.push("COFFERDAM_CHECK_THREAD_IDS=1");
+            }
+            return format!(
+                "by FS base and kernel thread id on every thread ({})",
+                why.join("; ")
+            );
         }
-        let mut why = Vec::new();
-        if r & FOREIGN_THREAD != 0 {
-            why.push("a gate call made a thread");
-        }
-        if r & UNSEEN != 0 {
-            why.push("threads are made unseen: no supervisor");
-        }
-        if r & ASKED != 0 {
-            why.push("COFFERDAM_CHECK_THREAD_IDS=1");
-        }
-        format!("by FS base and kernel thread id ({})", why.join("; "))
+        let c = config::get();
+        let high = HIGH.load(Ordering::Acquire).min(c.state_len / STATE_SIZE);
+        let marked = (0..high)
+            .filter(|&i| {
+                // SAFETY: entries of the mapped table (trusted caller).
+                let e = unsafe { &*((c.state_base + i * STATE_SIZE) as *const ThreadState) };
+                e.fs_base.load(Ordering::Acquire) != 0 && e.verify_tid.load(Ordering::Relaxed) != 0
+            })
+            .count();
+        format!(
+            "by FS base; also by kernel thread id on threads whose FS base a thread of foreign code's was given ({} such thread(s) now; {} thread(s) made by foreign code so far)",
+            marked,
+            p.made.load(Ordering::Relaxed)
+        )
     }
 }
 
-/// Whether the thread `tid` is inside a gate call, running foreign code
-/// (not a callback): the supervisor's question about a thread that makes a
-/// thread. The caller is stopped in the kernel while this is asked, so its
-/// entry does not change under the reader.
-pub(crate) fn runs_foreign_code(tid: i32) -> bool {
+/// Who a thread is to the supervisor: trusted code (an entry, not inside a
+/// foreign call), foreign code (an entry inside a gate call, not running a
+/// callback), or a thread with no entry (made by foreign code, or before
+/// the runtime started).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Runner {
+    Trusted,
+    Foreign,
+    NoEntry,
+}
+
+/// What the thread `tid` runs now (the supervisor's question about a thread
+/// that makes a thread). The caller is stopped in the kernel while this is
+/// asked, so its entry does not change under the reader.
+pub(crate) fn runner(tid: i32) -> Runner {
     let c = config::get();
     let high = HIGH.load(Ordering::Acquire).min(c.state_len / STATE_SIZE);
-    (0..high).any(|i| {
+    for i in 0..high {
         let e = (c.state_base + i * STATE_SIZE) as *const ThreadState;
         // SAFETY: entries of the mapped table; fields read with volatile
-        // loads (the owner may be another thread; a stale value only makes
-        // the answer conservative for a thread that is not `tid`).
+        // loads (a stale value of another thread's entry only matters for a
+        // thread that is not `tid`).
         unsafe {
             if (*e).fs_base.load(Ordering::Acquire) == 0
                 || ptr::read_volatile(ptr::addr_of!((*e).tid)) != tid
             {
-                return false;
+                continue;
             }
             let f = ptr::read_volatile(ptr::addr_of!((*e).current));
-            !f.is_null() && ptr::read_volatile(ptr::addr_of!((*f).cb_active)) == 0
+            return if !f.is_null() && ptr::read_volatile(ptr::addr_of!((*f).cb_active)) == 0 {
+                Runner::Foreign
+            } else {
+                Runner::Trusted
+            };
         }
-    })
+    }
+    Runner::NoEntry
 }
 
 /// Whether signal frames on the alternate stacks carry P (and so can only
@@ -439,6 +577,7 @@ pub(crate) fn adopt() -> Result<*mut ThreadState, &'static str> {
         (*st).current = ptr::null_mut();
         (*st).call_seq = 0;
         (*st).tid = sys::gettid();
+        ident::on_adopt(&*st, fs);
         (*st).foreign_map = 0;
         (*st).foreign_map_len = 0;
         (*st).foreign_base = 0;

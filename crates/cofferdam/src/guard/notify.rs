@@ -190,19 +190,29 @@ fn run() {
 
 /// Whether the held call may run. `munmap` and `madvise` may not touch
 /// anything protected. A `clone` of a thread or vfork child always runs;
-/// when its maker is inside a gate call running foreign code, the gate
-/// checks thread ids from now on (`thread::ident`): the new thread may have
-/// been given another thread's FS base. (The caller's thread id is the
-/// kernel's, in the notification; a thread with no state is trusted code or
-/// a thread foreign code made, after which the check is already on.)
+/// one that foreign code makes (its maker is inside a gate call running
+/// foreign code, or has no entry) is recorded, with the FS base it gives
+/// the thread, so that the gate checks thread ids where that FS base could
+/// be shared (`gate::thread::ident`). The maker's thread id is the
+/// kernel's, from the notification, and the arguments are registers the
+/// kernel copied: nothing here can be changed by another thread.
 fn decide(n: &SeccompNotif) -> bool {
+    use crate::gate::thread::{ident, runner, Runner};
     let nr = n.nr as i64;
     if n.arch != super::bpf::AUDIT_ARCH_X86_64 {
         return false;
     }
     if nr == libc::SYS_clone {
-        if crate::gate::thread::runs_foreign_code(n.pid as i32) {
-            crate::gate::thread::ident::require(crate::gate::thread::ident::FOREIGN_THREAD);
+        let maker = n.pid as i32;
+        if runner(maker) != Runner::Trusted {
+            let flags = n.args[0];
+            ident::foreign_made(
+                maker,
+                flags & libc::CLONE_VFORK as u64 != 0,
+                flags & libc::CLONE_SETTLS as u64 != 0,
+                // x86_64: clone(flags, stack, parent_tid, child_tid, tls)
+                n.args[4],
+            );
         }
         return true;
     }
