@@ -624,6 +624,20 @@ core::arch::global_asm!(
     "    pop rdi",
     "    cmp dword ptr [rip + {cfg} + {c_inherited}], 0",
     "    jne cofferdam_user_sigreturn",           // rt_sigreturn is the parent's filter's
+    // With the syscall guard on (COFFERDAM_SYSCALL_GUARD=on without MPK),
+    // rt_sigreturn needs its token, as on the MPK path: the restorer's
+    // plain rt_sigreturn would trap, and the trap's return trap again.
+    "    push rdi",                               // rsp ≡ 0 (mod 16)
+    "    call {token}",
+    "    pop rdi",
+    "    test rax, rax",
+    "    jz 111f",
+    "    mov r9, qword ptr [rax]",
+    "    add rsp, 8",                             // rsp = &uc, as rt_sigreturn expects
+    "    mov eax, {sys_rt_sigreturn}",
+    "    syscall",
+    "    ud2",
+    "111:",
     "    ret",
     "119:",
     "    jmp cofferdam_refuse",
