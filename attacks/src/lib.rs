@@ -21,6 +21,7 @@ use std::process::Command;
 use cofferdam::{Backend, Compartment, Error, ForeignBuf};
 use serde::{Deserialize, Serialize};
 
+pub mod fatal;
 pub mod integrity;
 pub mod statics;
 pub mod syscalls;
@@ -323,6 +324,78 @@ pub fn all() -> &'static [Attack] {
             description: "C starts a thread with a raw clone() without CLONE_SETTLS (it shares the caller's TLS and FS base) and calls an armed Rust callback from it",
             claimed_by: HEAP,
             run: Some(syscalls::clone_shared_tls),
+            pending: None,
+        },
+        Attack {
+            name: "fatal-div-zero",
+            class: "fatal-signal",
+            description: "C divides an integer by zero (SIGFPE); contained means Err(Fault) of the right kind, the compartment poisoned, and the program carrying on (another compartment, the heap, the compartment renewed)",
+            claimed_by: &[Backend::Mpk, Backend::Split, Backend::Process],
+            run: Some(fatal::div_zero),
+            pending: None,
+        },
+        Attack {
+            name: "fatal-ud2",
+            class: "fatal-signal",
+            description: "C executes ud2, an illegal instruction (SIGILL); contained means Err(Fault) of the right kind, the compartment poisoned, and the program carrying on (another compartment, the heap, the compartment renewed)",
+            claimed_by: &[Backend::Mpk, Backend::Split, Backend::Process],
+            run: Some(fatal::ud2),
+            pending: None,
+        },
+        Attack {
+            name: "fatal-int3",
+            class: "fatal-signal",
+            description: "C executes int3, a breakpoint (SIGTRAP); contained means Err(Fault) of the right kind, the compartment poisoned, and the program carrying on (another compartment, the heap, the compartment renewed)",
+            claimed_by: &[Backend::Mpk, Backend::Split, Backend::Process],
+            run: Some(fatal::int3),
+            pending: None,
+        },
+        Attack {
+            name: "fatal-abort",
+            class: "fatal-signal",
+            description: "C calls abort() (SIGABRT); contained means Err(Fault) of the right kind, the compartment poisoned, and the program carrying on (another compartment, the heap, the compartment renewed)",
+            claimed_by: &[Backend::Mpk, Backend::Split, Backend::Process],
+            run: Some(fatal::abort),
+            pending: None,
+        },
+        Attack {
+            name: "fatal-assert",
+            class: "fatal-signal",
+            description: "C fails an assert() (SIGABRT after the message); contained means Err(Fault) of the right kind, the compartment poisoned, and the program carrying on (another compartment, the heap, the compartment renewed)",
+            claimed_by: &[Backend::Mpk, Backend::Split, Backend::Process],
+            run: Some(fatal::assert),
+            pending: None,
+        },
+        Attack {
+            name: "fatal-raise-segv",
+            class: "fatal-signal",
+            description: "C raises SIGSEGV itself with raise(); contained means Err(Fault) of the right kind, the compartment poisoned, and the program carrying on (another compartment, the heap, the compartment renewed)",
+            claimed_by: &[Backend::Mpk, Backend::Split, Backend::Process],
+            run: Some(fatal::raise_segv),
+            pending: None,
+        },
+        Attack {
+            name: "fatal-exit",
+            class: "fatal-signal",
+            description: "C calls exit(3): the library, not the program, would decide when the program ends; contained means Err(Fault) of the right kind, the compartment poisoned, and the program carrying on (another compartment, the heap, the compartment renewed)",
+            claimed_by: &[Backend::Mpk, Backend::Process],
+            run: Some(fatal::exit),
+            pending: None,
+        },
+        Attack {
+            name: "fatal-_exit",
+            class: "fatal-signal",
+            description: "C calls _exit(3); contained means Err(Fault) of the right kind, the compartment poisoned, and the program carrying on (another compartment, the heap, the compartment renewed)",
+            claimed_by: &[Backend::Mpk, Backend::Process],
+            run: Some(fatal::exit_now),
+            pending: None,
+        },
+        Attack {
+            name: "fatal-bad-sp",
+            class: "fatal-signal",
+            description: "C returns with its stack pointer off by 8; contained means Err(Fault) of the right kind, the compartment poisoned, and the program carrying on (another compartment, the heap, the compartment renewed)",
+            claimed_by: &[Backend::Mpk, Backend::Split, Backend::Process],
+            run: Some(fatal::bad_sp),
             pending: None,
         },
         Attack {
@@ -1342,6 +1415,7 @@ fn process_note(attack: &str) -> Option<&'static str> {
         "sigaltstack-frame" => "process backend: the signal frame is written into the helper's own memory; Rust's heap is not mapped there",
         "clone-shared-tls" => "process backend: the helper's filter refuses a thread that shares the caller's TLS, and the program's callbacks are checked in the program, by thread",
         "clone-settls-impostor" => "process backend: the thread is the helper's; a callback it asks for runs in this process on the thread that made the call, checked there",
+        n if n.starts_with("fatal-") => "process backend: the fault ended the compartment's helper process, not this one; renewal started a fresh helper",
         "rseq-redirect" => "process backend: the rseq area and the code it would redirect are the helper's; the program's threads are not in the helper",
         _ => return None,
     })

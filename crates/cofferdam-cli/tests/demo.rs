@@ -144,6 +144,32 @@ fn demo_json_shows_every_heap_attack_working_unprotected_and_contained_where_cla
             );
         }
     }
+    // Issue 11: every fault kind ends an ordinary program (the unprotected
+    // child dies), and where claimed the call returns Err(Fault) of the right
+    // kind and the program carries on. `exit` is claimed only where the
+    // syscall guard sees `exit_group` (mpk) or the library runs in a helper
+    // (process).
+    let fatal: Vec<&Value> = rows
+        .iter()
+        .filter(|r| r["class"] == "fatal-signal")
+        .collect();
+    assert!(
+        fatal.len() >= 9,
+        "one fatal-signal attack per fault kind: {fatal:?}"
+    );
+    for row in fatal {
+        assert_eq!(row["unprotected"]["attack_succeeded"], true, "{row}");
+        let exit = row["attack"].as_str().unwrap().contains("exit");
+        let claimed = match backend.as_str() {
+            "mpk" | "process" => true,
+            "split" => !exit,
+            _ => false,
+        };
+        assert_eq!(row["claimed"].as_bool().unwrap(), claimed, "{row}");
+        if claimed {
+            assert_eq!(row["protected"]["contained"], true, "{row}");
+        }
+    }
     if backend != "mpk" {
         eprintln!(
             "note: backend {backend}: the heap attacks' containment is checked in the MPK VM pass"

@@ -305,7 +305,15 @@ fn died(compartment: &str, function: &'static str, s: &Slot, ended: Option<Ended
     if recorded {
         f.address = s.fault_addr.load(Ordering::Relaxed) as usize;
         f.ip = ip as usize;
+        // A fault signal with si_code <= 0 was sent (raise, tgkill), not
+        // raised by the CPU: as on mpk, kind `Signal`, and si_addr means
+        // nothing (it holds the sender's pid and uid).
+        let sent = code <= 0 && !matches!(signal, libc::SIGSYS | libc::SIGABRT);
+        if sent {
+            f.address = 0;
+        }
         f.kind = match signal {
+            _ if sent => FaultKind::Signal { signal },
             libc::SIGSYS => FaultKind::Syscall {
                 nr: err as u32,
                 name: crate::guard::syscall_name(err as u32, false),
@@ -322,7 +330,7 @@ fn died(compartment: &str, function: &'static str, s: &Slot, ended: Option<Ended
             libc::SIGTRAP => FaultKind::Breakpoint,
             sig => FaultKind::Signal { signal: sig },
         };
-        if signal == libc::SIGSEGV {
+        if signal == libc::SIGSEGV && !sent {
             f.access = if err & 0x10 != 0 {
                 Access::Execute
             } else if err & 0x2 != 0 {
