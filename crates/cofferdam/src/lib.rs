@@ -61,6 +61,7 @@ mod fault;
 mod foreign;
 mod gate;
 mod guard;
+mod heap;
 mod interpose;
 mod state;
 mod statics;

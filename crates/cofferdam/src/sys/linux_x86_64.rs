@@ -574,3 +574,30 @@ pub(crate) fn exe_tls_segment() -> Option<(usize, usize, usize)> {
         ))
     })
 }
+
+/// Replaces `[addr, addr + len)` with a fresh `PROT_NONE`, unbacked mapping
+/// (`mmap` with `MAP_FIXED`): the pages' memory goes back to the OS and the
+/// range stays reserved, so nothing else is mapped where stale pointers may
+/// still point.
+///
+/// # Safety
+/// The range is page-aligned, belongs to the caller, and nothing uses its
+/// contents any more.
+pub(crate) unsafe fn release_keep_reserved(addr: usize, len: usize) -> io::Result<()> {
+    // SAFETY: contract above; MAP_FIXED replaces only the caller's range.
+    let p = unsafe {
+        libc::mmap(
+            addr as *mut c_void,
+            len,
+            libc::PROT_NONE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE | libc::MAP_FIXED,
+            -1,
+            0,
+        )
+    };
+    if p == libc::MAP_FAILED {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}
