@@ -3,6 +3,7 @@
  * keeps using the heap. */
 #include <stdlib.h>
 #include <string.h>
+#include <stdio.h>
 
 /* Mallocs a 32-byte buffer and writes `n` bytes of 0x41 from its start:
  * everything after it in the heap (other blocks, the allocator's headers
@@ -51,4 +52,16 @@ void *cd_malloc(size_t n) {
 /* Returns strdup(s). */
 char *cd_strdup(const char *s) {
     return strdup(s);
+}
+
+/* Opens /dev/null with stdio and never closes it: glibc links the FILE, which
+ * lives in the caller's heap, into its list of open streams and walks that
+ * list at exit. Returns 1 if the stream was opened. */
+int cd_heap_fopen(void) {
+    FILE *f = fopen("/dev/null", "w");
+    if (f == NULL) {
+        return 0;
+    }
+    fputs("cofferdam", f);
+    return 1;
 }

@@ -110,6 +110,7 @@ pub mod ffi {
         pub fn cd_heap_churn(rounds: i32) -> i32;
         pub fn cd_malloc(n: usize) -> *mut u8;
         pub fn cd_strdup(s: *const u8) -> *mut u8;
+        pub fn cd_heap_fopen() -> i32;
     }
 
     extern "C" {

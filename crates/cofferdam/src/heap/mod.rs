@@ -56,9 +56,10 @@
 //! and foreign code that calls `free` on one of its blocks is ignored. Once
 //! its compartment and every `ForeignBox`/`ForeignVec` made in it are gone
 //! (the last `Arc<Heap>`), its region is discarded (replaced by a fresh
-//! `PROT_NONE` mapping: the memory goes back to the OS, the address range
+//! mapping of zero pages: the memory goes back to the OS, the address range
 //! stays reserved so that nothing else is mapped into a range foreign code
-//! may still point at) and its slot is reused. A heap that is healthy when
+//! or glibc may still point at, and such pointers find zeros) and its slot
+//! is reused, after every other free slot. A heap that is healthy when
 //! its compartment goes is discarded the same way if no block is live in
 //! it, and otherwise kept for the C code that may still hold its blocks.
 //!
@@ -287,6 +288,9 @@ static ORPHANS: Mutex<Vec<Arc<Heap>>> = Mutex::new(Vec::new());
 /// Cofferdam's own heap (compartment-less foreign memory).
 static OWN: Mutex<Option<Arc<Heap>>> = Mutex::new(None);
 
+/// Where the search for a free slot starts (under [`TABLE`]'s lock).
+static NEXT: AtomicUsize = AtomicUsize::new(0);
+
 /// Why a heap could not be made.
 pub(crate) const NO_HEAP: &str =
     "no compartment heap available (all slots in use, or the address space is exhausted)";
@@ -324,9 +328,15 @@ impl Heap {
         }
         interpose::start_routing();
         let slots = SLOTS.load(Ordering::Acquire);
+        // The next free slot after the last one handed out, cyclically: a
+        // discarded heap's range stays dead zero pages for as long as
+        // possible, so a stale pointer into it does not reach a new heap.
+        let start = NEXT.load(Ordering::Relaxed);
         let index = (0..slots)
+            .map(|k| (start + k) % slots)
             .find(|&i| state(i) == FREE && table.get(i).is_none_or(|w| w.strong_count() == 0))
             .ok_or(NO_HEAP)?;
+        NEXT.store(index + 1, Ordering::Relaxed);
         let base = base_of(index);
         // SAFETY: the span is inside our reservation and belongs to this
         // free slot: nothing uses it; it is PROT_NONE with no pages.
@@ -511,10 +521,15 @@ impl Drop for Heap {
         let _t = TABLE.lock().unwrap_or_else(PoisonError::into_inner);
         set_state(self.index, QUARANTINED);
         // SAFETY: the span is this heap's, and no trusted user is left (the
-        // last Arc is going); a fresh PROT_NONE mapping over it discards its
-        // pages and keeps the range reserved (unmapping it instead would let
-        // the next mmap of the process land where foreign code may still
-        // hold pointers).
+        // last Arc is going). A fresh mapping of zero pages over it gives
+        // its memory back and keeps the range reserved: unmapping it
+        // instead would let the next mmap of the process land where foreign
+        // code may still hold pointers, and glibc itself may hold one: a
+        // stream foreign code `fopen`ed inside a gate is a block of this
+        // heap linked into glibc's list of streams, which glibc walks at
+        // exit, reading each stream's link and writing its mode
+        // (`_IO_unbuffer_all`). A zeroed stream ends the walk; a read-only
+        // or PROT_NONE page would kill the program at exit.
         let ok = unsafe { sys::release_keep_reserved(self.base, SPAN) }.is_ok();
         if ok {
             set_state(self.index, FREE);

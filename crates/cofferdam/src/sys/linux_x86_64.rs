@@ -575,10 +575,11 @@ pub(crate) fn exe_tls_segment() -> Option<(usize, usize, usize)> {
     })
 }
 
-/// Replaces `[addr, addr + len)` with a fresh `PROT_NONE`, unbacked mapping
-/// (`mmap` with `MAP_FIXED`): the pages' memory goes back to the OS and the
-/// range stays reserved, so nothing else is mapped where stale pointers may
-/// still point.
+/// Replaces `[addr, addr + len)` with a fresh, unbacked anonymous mapping
+/// of zero pages (`mmap` with `MAP_FIXED`, read-write, `MAP_NORESERVE`):
+/// the pages' memory goes back to the OS, and the range stays reserved, so
+/// nothing else is mapped where stale pointers may still point; what they
+/// read is zeros, what they write lands in fresh pages nobody else uses.
 ///
 /// # Safety
 /// The range is page-aligned, belongs to the caller, and nothing uses its
@@ -589,7 +590,7 @@ pub(crate) unsafe fn release_keep_reserved(addr: usize, len: usize) -> io::Resul
         libc::mmap(
             addr as *mut c_void,
             len,
-            libc::PROT_NONE,
+            libc::PROT_READ | libc::PROT_WRITE,
             libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE | libc::MAP_FIXED,
             -1,
             0,
