@@ -306,6 +306,48 @@ fn a_stream_left_open_in_a_discarded_heap_does_not_break_exit() {
 }
 
 #[test]
+fn realloc_moves_a_block_out_of_a_quarantined_heap() {
+    if !run_here("realloc_moves_a_block_out_of_a_quarantined_heap") {
+        return;
+    }
+    let a = Compartment::new("moved-from").unwrap();
+    let b = Compartment::new("moved-to").unwrap();
+    let (p, p2) = (malloc_in(&a, 64).unwrap(), malloc_in(&a, 64).unwrap());
+    for &q in &[p, p2] {
+        // SAFETY: memset(void *, int, size_t) -> void *, on a live block.
+        let _: usize =
+            unsafe { a.call("memset", libc::memset as *const (), (q, 0x77usize, 64usize)) }
+                .unwrap();
+    }
+    // SAFETY: cd_null_write() writes through a null pointer.
+    let r: Result<(), Error> =
+        unsafe { a.call("cd_null_write", ffi::cd_null_write as *const (), ()) };
+    assert!(r.is_err() && a.is_poisoned());
+    // Foreign code reallocates a block of the quarantined heap (as glibc
+    // does with bookkeeping it keeps): a fresh block in its own heap, with
+    // the old bytes.
+    // SAFETY: realloc(void *, size_t) -> void *.
+    let q: usize = unsafe { b.call("realloc", libc::realloc as *const (), (p, 128usize)) }.unwrap();
+    assert!(b.owns(ForeignPtr::<u8>::from_addr(q)), "{q:#x}");
+    assert_eq!(
+        b.read_foreign(ForeignPtr::<u8>::from_addr(q), 64).unwrap(),
+        [0x77; 64]
+    );
+    // Trusted code too: into the C library's heap.
+    // SAFETY: p2 is a block nobody else uses; realloc gives it a new home.
+    let t = unsafe { libc::realloc(p2 as *mut _, 4096) } as usize;
+    assert_ne!(t, 0);
+    assert!(!a.owns(ForeignPtr::<u8>::from_addr(t)) && !b.owns(ForeignPtr::<u8>::from_addr(t)));
+    assert_eq!(
+        b.read_foreign(ForeignPtr::<u8>::from_addr(t), 64).unwrap(),
+        [0x77; 64]
+    );
+    // SAFETY: a live block of the C library's.
+    unsafe { libc::free(t as *mut _) };
+    free_in(&b, q).unwrap();
+}
+
+#[test]
 fn a_drop_on_a_heap_foreign_code_corrupted_poisons_its_compartment() {
     if !run_here("a_drop_on_a_heap_foreign_code_corrupted_poisons_its_compartment") {
         return;
@@ -499,6 +541,7 @@ fn heaps_work_on_split() {
         "a_program_survives_one_compartments_smashed_heap",
         "a_drop_on_a_heap_foreign_code_corrupted_poisons_its_compartment",
         "the_heaps_are_separate_regions_with_gaps",
+        "realloc_moves_a_block_out_of_a_quarantined_heap",
     ] {
         let out = rerun(test, "split");
         let stdout = String::from_utf8_lossy(&out.stdout);

@@ -236,24 +236,65 @@ pub unsafe extern "C" fn realloc(p: *mut c_void, n: usize) -> *mut c_void {
     }
     let q = if foreign {
         if foreign_state(i) != LIVE {
-            return enomem();
+            return move_out(p as usize, n, base, true);
         }
         // SAFETY: as in `free`.
         unsafe { op_realloc(base, p as usize, n) }
     } else {
-        trusted_op(
+        let q = trusted_op(
             i,
             "realloc",
             op_realloc as *const () as usize,
             [base as u64, p as u64, n as u64, 0, 0, 0],
         )
-        .unwrap_or(0) as usize
+        .unwrap_or(0) as usize;
+        if q == 0 && !super::heap_is_live(i) {
+            return move_out(p as usize, n, base, false);
+        }
+        q
     };
     if q == 0 {
         enomem()
     } else {
         q as *mut c_void
     }
+}
+
+/// `realloc` of block `p` of a heap that is quarantined or discarded (heap
+/// `base`): its allocator never runs again, so the block stays where it is
+/// and its bytes are copied into a fresh one, allocated as `malloc` routes
+/// the caller. glibc needs this: it reallocates bookkeeping that foreign
+/// code's calls made it allocate (a thread's DTV, kept with a cached stack
+/// and reused for later threads) long after. How long the old block was is
+/// written in its untrusted header, so `n` bytes are copied, or up to the
+/// heap's end if that comes first: bytes past the old block are junk of the
+/// same heap, which the caller of `realloc` does not read.
+fn move_out(p: usize, n: usize, base: usize, foreign: bool) -> *mut c_void {
+    // SAFETY: a plain allocation, routed as for the caller.
+    let q = unsafe { malloc(n) };
+    if q.is_null() {
+        return q;
+    }
+    let len = n.min((base + super::SPAN).saturating_sub(p));
+    if foreign {
+        // SAFETY: foreign code copying foreign memory, without rights: the
+        // source lies in a heap's span (kept mapped), the destination is
+        // fresh and `n` bytes long.
+        unsafe { libc::memcpy(q, p as *const c_void, len) };
+        return q;
+    }
+    // Trusted code copies through the gate: foreign code may have unmapped
+    // the old heap, and a fault there is contained.
+    let copied = super::gated(
+        libc::memcpy as *const () as usize,
+        [q as u64, p as u64, len as u64, 0, 0, 0],
+    );
+    if copied.is_err() {
+        // SAFETY: `q` is the fresh block, unused.
+        unsafe { free(q) };
+        return enomem();
+    }
+    q
 }
 
 /// Cofferdam's `reallocarray`.

@@ -556,6 +556,20 @@ pub(crate) fn heaps_held_by_this_thread() -> Vec<Arc<Heap>> {
     out
 }
 
+/// Whether slot `i` holds a heap trusted code still runs the allocator of
+/// (one that exists and is not quarantined).
+pub(crate) fn heap_is_live(i: usize) -> bool {
+    let weak = TABLE
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .get(i)
+        .cloned();
+    // Upgraded without the table's lock: dropping the last reference locks
+    // it again.
+    weak.and_then(|w| w.upgrade())
+        .is_some_and(|h| !h.is_quarantined())
+}
+
 /// A word of foreign memory, read by trusted code without trusting that it
 /// is mapped (`None` if it is not).
 fn read_word(addr: usize) -> Option<usize> {
