@@ -503,7 +503,7 @@ impl<T: Pod> ForeignBox<T> {
     ///
     /// # Safety
     /// `p` must be non-null, aligned for `T`, point to at least
-    /// `size_of::<T>()` bytes obtained from C's `malloc`, and no one else may
+    /// `size_of::<T>()` bytes obtained from `malloc`, and no one else may
     /// free it.
     ///
     /// # Panics
