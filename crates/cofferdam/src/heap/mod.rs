@@ -340,7 +340,7 @@ impl Heap {
         let base = base_of(index);
         // SAFETY: the span is inside our reservation and belongs to this
         // free slot: nothing uses it; it is PROT_NONE with no pages.
-        unsafe { sys::mprotect(base as *mut _, SPAN, libc::PROT_READ | libc::PROT_WRITE) }
+        unsafe { sys::trusted_mprotect(base, SPAN, libc::PROT_READ | libc::PROT_WRITE) }
             .map_err(|_| NO_HEAP)?;
         // SAFETY: the header's pages are ours, read-write and zero; the
         // pool's memory is the rest of the span, which stays mapped until
