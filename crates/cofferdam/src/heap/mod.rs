@@ -339,7 +339,10 @@ impl Heap {
         NEXT.store(index + 1, Ordering::Relaxed);
         let base = base_of(index);
         // SAFETY: the span is inside our reservation and belongs to this
-        // free slot: nothing uses it; it is PROT_NONE with no pages.
+        // free slot: no trusted code uses it; it is still PROT_NONE, or a
+        // discarded heap's fresh zero pages (whatever stale foreign
+        // pointers wrote into those since is foreign memory, and the
+        // allocator's header and pool are written afresh below).
         unsafe { sys::trusted_mprotect(base, SPAN, libc::PROT_READ | libc::PROT_WRITE) }
             .map_err(|_| NO_HEAP)?;
         // SAFETY: the header's pages are ours, read-write and zero; the
