@@ -528,6 +528,31 @@ fn the_heaps_are_separate_regions_with_gaps() {
 }
 
 #[test]
+fn threads_share_a_compartments_heap() {
+    if !run_here("threads_share_a_compartments_heap") {
+        return;
+    }
+    let c = Compartment::new("shared-heap").unwrap();
+    // Foreign code allocating on four threads at once, and trusted code
+    // making and dropping foreign memory in the same heap meanwhile: the
+    // heap's lock serialises them.
+    let workers: Vec<_> = (0..4)
+        .map(|_| {
+            let c = c.clone();
+            std::thread::spawn(move || churn(&c, 500))
+        })
+        .collect();
+    for i in 0..2000u32 {
+        let b = ForeignBox::new_in(&c, i).unwrap();
+        assert_eq!(b.get(), i);
+    }
+    for w in workers {
+        assert_eq!(w.join().unwrap(), Ok(500));
+    }
+    assert!(!c.is_poisoned());
+}
+
+#[test]
 fn heaps_work_on_split() {
     if std::env::var_os(CHILD).is_some() {
         return;
@@ -542,6 +567,7 @@ fn heaps_work_on_split() {
         "a_drop_on_a_heap_foreign_code_corrupted_poisons_its_compartment",
         "the_heaps_are_separate_regions_with_gaps",
         "realloc_moves_a_block_out_of_a_quarantined_heap",
+        "threads_share_a_compartments_heap",
     ] {
         let out = rerun(test, "split");
         let stdout = String::from_utf8_lossy(&out.stdout);
