@@ -5,6 +5,7 @@ fn main() {
     println!("cargo:rerun-if-changed=c/integrity.c");
     println!("cargo:rerun-if-changed=c/statics.c");
     println!("cargo:rerun-if-changed=c/syscalls.c");
+    println!("cargo:rerun-if-changed=c/heap.c");
     println!("cargo:rerun-if-changed=c/lib/wrpkru_lib.c");
     cc::Build::new()
         .file("c/attacks.c")
@@ -13,6 +14,7 @@ fn main() {
         .file("c/integrity.c")
         .file("c/statics.c")
         .file("c/syscalls.c")
+        .file("c/heap.c")
         // The attacks must do exactly what they say: no optimiser cleverness
         // about out-of-bounds accesses, and warnings are errors.
         .opt_level(1)

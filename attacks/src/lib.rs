@@ -22,6 +22,7 @@ use cofferdam::{Backend, Compartment, Error, ForeignBuf};
 use serde::{Deserialize, Serialize};
 
 pub mod fatal;
+mod heap;
 pub mod integrity;
 pub mod statics;
 pub mod syscalls;
@@ -105,6 +106,12 @@ pub mod ffi {
         pub fn cd_mprotect_page(page: *mut u8, len: usize) -> i64;
         pub fn cd_zap_page(page: *mut u8, len: usize) -> i64;
         pub fn cd_rwx_wrpkru(secret: *const u8, out: *mut u8, n: usize, have_pku: i32) -> i64;
+        // c/heap.c
+        pub fn cd_heap_smash(n: usize) -> *mut u8;
+        pub fn cd_heap_churn(rounds: i32) -> i32;
+        pub fn cd_malloc(n: usize) -> *mut u8;
+        pub fn cd_strdup(s: *const u8) -> *mut u8;
+        pub fn cd_heap_fopen() -> i32;
     }
 
     extern "C" {
@@ -420,6 +427,14 @@ pub fn all() -> &'static [Attack] {
             description: "C opens /proc/self/mem and writes over a Rust secret (the kernel's remote access ignores protection keys)",
             claimed_by: HEAP,
             run: Some(syscalls::proc_self_mem),
+            pending: None,
+        },
+        Attack {
+            name: "heap-metadata-smash",
+            class: "heap-metadata-smash",
+            description: "C overruns its own malloc'ed buffer by 64 KiB across its heap's metadata; the program then frees and allocates foreign memory, calls another compartment, renews the smashed one and calls it again",
+            claimed_by: &[Backend::Mpk, Backend::Split, Backend::Process],
+            run: Some(heap::metadata_smash),
             pending: None,
         },
     ]
@@ -1416,6 +1431,7 @@ fn process_note(attack: &str) -> Option<&'static str> {
         "clone-shared-tls" => "process backend: the helper's filter refuses a thread that shares the caller's TLS, and the program's callbacks are checked in the program, by thread",
         "clone-settls-impostor" => "process backend: the thread is the helper's; a callback it asks for runs in this process on the thread that made the call, checked there",
         n if n.starts_with("fatal-") => "process backend: the fault ended the compartment's helper process, not this one; renewal started a fresh helper",
+        "heap-metadata-smash" => "process backend: the library's malloc is the helper's own heap, which the smash corrupts and which dies with the helper; foreign memory Rust made lives in the shared arena, whose bookkeeping is in this process, and renewal starts a fresh helper",
         "rseq-redirect" => "process backend: the rseq area and the code it would redirect are the helper's; the program's threads are not in the helper",
         _ => return None,
     })

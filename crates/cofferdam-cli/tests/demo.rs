@@ -83,6 +83,9 @@ fn demo_json_shows_every_heap_attack_working_unprotected_and_contained_where_cla
     for (class, claimed_on) in [
         ("stack-smash", &["mpk", "process"][..]),
         ("callback-abuse", &["mpk", "split", "process"][..]),
+        // Each compartment's C heap of its own (docs/heaps.md); on process
+        // the helper's own heap.
+        ("heap-metadata-smash", &["mpk", "split", "process"][..]),
     ] {
         let row = rows
             .iter()

@@ -1,6 +1,6 @@
 //! Compartments: a named foreign library (or part of one) behind the gate.
 
-use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 use crate::backend::{self, Backend};
@@ -10,6 +10,7 @@ use crate::foreign::{CChar, ForeignPtr, ForeignVec, Pod};
 #[cfg(doc)]
 use crate::gate::MAX_STACK_ARGS;
 use crate::gate::{self, FaultRecord, GateFrame};
+use crate::heap::{Heap, HeapOwner};
 use crate::validate::ForeignArg;
 
 /// A group of foreign functions that fail together: the first fault in any
@@ -37,6 +38,62 @@ struct Inner {
     renewing: Mutex<()>,
     /// The helper process, on the `process` backend.
     process: Option<backend::process::Engine>,
+    /// The compartment's C heap (`crate::heap`) on `mpk` and `split`;
+    /// `None` on `none` (glibc's heap) and for a process compartment (the
+    /// helper has its own; foreign memory is in the shared arena).
+    heap: Mutex<Option<Arc<Heap>>>,
+    /// Its base: the word set for foreign code's `malloc` during calls.
+    heap_base: AtomicUsize,
+    /// A buffer in the heap that [`Compartment::read_foreign`] copies
+    /// through, reused so that a read costs one gate crossing, not three
+    /// (an allocation and a free in a heap run through the gate too).
+    scratch: Mutex<Option<ForeignVec<u8>>>,
+}
+
+/// The largest read that goes through the reused scratch buffer.
+const SCRATCH_MAX: usize = 64 * 1024;
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        // The scratch buffer first: it is a block of the heap.
+        drop(
+            self.scratch
+                .get_mut()
+                .unwrap_or_else(PoisonError::into_inner)
+                .take(),
+        );
+        let heap = self
+            .heap
+            .get_mut()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some(h) = heap {
+            h.retire();
+        }
+    }
+}
+
+impl Inner {
+    /// Makes this compartment the owner its current heap reports faults to.
+    fn adopt_heap(self: &Arc<Self>) {
+        if let Some(h) = &*self.heap.lock().unwrap_or_else(PoisonError::into_inner) {
+            let weak: std::sync::Weak<Inner> = Arc::downgrade(self);
+            let owner: std::sync::Weak<dyn HeapOwner> = weak;
+            h.set_owner(owner);
+        }
+    }
+}
+
+impl HeapOwner for Inner {
+    fn heap_faulted(self: Arc<Self>, heap: &Heap, function: &'static str, record: &FaultRecord) {
+        if self.heap_base.load(Ordering::Acquire) != heap.base() {
+            // A heap of an earlier generation: the compartment was renewed.
+            return;
+        }
+        let c = Compartment { inner: self };
+        let fault = c.fault(function, record);
+        c.poison(fault);
+    }
 }
 
 /// Options of a new [`Compartment`]: [`Compartment::builder`].
@@ -203,17 +260,96 @@ impl Compartment {
         } else {
             None
         };
-        Ok(Compartment {
-            inner: Arc::new(Inner {
-                name: b.name,
-                backend: chosen,
-                poisoned: AtomicBool::new(false),
-                last_fault: Mutex::new(None),
-                renewals: AtomicU64::new(0),
-                renewing: Mutex::new(()),
-                process,
-            }),
-        })
+        let heap = match chosen {
+            Backend::Mpk | Backend::Split => {
+                Some(Heap::new().map_err(|reason| Error::Unavailable { reason })?)
+            }
+            Backend::None | Backend::Process => None,
+        };
+        let inner = Arc::new(Inner {
+            name: b.name,
+            backend: chosen,
+            poisoned: AtomicBool::new(false),
+            last_fault: Mutex::new(None),
+            renewals: AtomicU64::new(0),
+            renewing: Mutex::new(()),
+            process,
+            heap_base: AtomicUsize::new(heap.as_ref().map_or(0, |h| h.base())),
+            heap: Mutex::new(heap),
+            scratch: Mutex::new(None),
+        });
+        inner.adopt_heap();
+        Ok(Compartment { inner })
+    }
+
+    /// The heap foreign memory made for this compartment comes from (`None`
+    /// on `none`, glibc's, and for a process compartment, the shared
+    /// arena). Fails while the compartment is poisoned: its heap is
+    /// quarantined until [`Compartment::renew`].
+    pub(crate) fn heap(&self) -> Result<Option<Arc<Heap>>, ()> {
+        let h = self
+            .inner
+            .heap
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        match h {
+            Some(h) if h.is_quarantined() => Err(()),
+            h => Ok(h),
+        }
+    }
+
+    /// The address range `[start, end)` of this compartment's C heap (the
+    /// current one: after [`Compartment::renew`], the fresh heap): what
+    /// foreign code `malloc`s inside a call through this compartment, and
+    /// what [`crate::ForeignBox::new_in`] and friends make for it, lives
+    /// there. `None` on the `none` backend (glibc's heap) and for a
+    /// compartment on the `process` backend (its foreign memory is the
+    /// shared arena; the library's own `malloc` is the helper's).
+    ///
+    /// ```
+    /// # #[global_allocator]
+    /// # static GLOBAL: cofferdam::ProtectedAlloc = cofferdam::ProtectedAlloc;
+    /// let c = cofferdam::Compartment::new("owner")?;
+    /// let mine = cofferdam::ForeignBuf::zeroed_in(&c, 16)?;
+    /// if let Some(r) = c.heap_range() {
+    ///     assert!(r.contains(&mine.as_foreign_ptr().addr()));
+    /// }
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn heap_range(&self) -> Option<core::ops::Range<usize>> {
+        self.inner
+            .heap
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_ref()
+            .map(|h| h.range())
+    }
+
+    /// Whether `p` lies in this compartment's current C heap
+    /// ([`Compartment::heap_range`]); always `false` where it has none.
+    pub fn owns<T>(&self, p: ForeignPtr<T>) -> bool {
+        self.heap_range().is_some_and(|r| r.contains(&p.addr()))
+    }
+
+    /// Poisons the compartment with `fault` and quarantines its heap: the
+    /// fault first, then the flag, so that whoever sees the compartment
+    /// poisoned finds the fault that did it.
+    fn poison(&self, fault: Fault) {
+        *self
+            .inner
+            .last_fault
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(fault);
+        self.inner.poisoned.store(true, Ordering::Release);
+        if let Some(h) = &*self
+            .inner
+            .heap
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+        {
+            h.quarantine();
+        }
     }
 
     /// The helper process's id, on the `process` backend (while one runs).
@@ -353,12 +489,41 @@ impl Compartment {
     /// none today (a fault leaves no per-compartment state behind: the
     /// gate's per-thread state is restored by the fault path itself); a
     /// backend that runs the library elsewhere restarts it here.
+    ///
+    /// On `mpk` and `split` the compartment gets a fresh C heap; the old
+    /// one (quarantined if the compartment was poisoned) is discarded once
+    /// the foreign memory made in it is gone (see `crate::heap`).
     fn renew_backend(&self) -> Result<(), Error> {
         match (&self.inner.process, self.inner.backend) {
             // A fresh helper process: the library's statics and heap start
             // over (foreign memory in the shared arena stays).
             (Some(p), _) => p.renew(),
-            (None, Backend::Mpk | Backend::Split | Backend::None | Backend::Process) => Ok(()),
+            (None, Backend::Mpk | Backend::Split) => {
+                let fresh = Heap::new().map_err(|reason| Error::Unavailable { reason })?;
+                // The scratch buffer is a block of the old heap.
+                drop(
+                    self.inner
+                        .scratch
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .take(),
+                );
+                let old = {
+                    let mut h = self
+                        .inner
+                        .heap
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner);
+                    self.inner.heap_base.store(fresh.base(), Ordering::Release);
+                    h.replace(fresh)
+                };
+                self.inner.adopt_heap();
+                if let Some(old) = old {
+                    old.retire();
+                }
+                Ok(())
+            }
+            (None, Backend::None | Backend::Process) => Ok(()),
         }
     }
 
@@ -579,11 +744,14 @@ impl Compartment {
         if regs.nsse != 0 {
             frame.set_sse(&regs.sse[..regs.nsse]);
         }
+        // Foreign code's `malloc` during the call: this compartment's heap.
+        let prev_heap = crate::heap::enter(self.inner.heap_base.load(Ordering::Relaxed));
         // SAFETY: the runtime is configured (Compartment::new ran it); the
         // frame and `stack` outlive the call; the function's contract is the
         // caller's.
-        let returned = unsafe { gate::call(&mut frame, regs.callbacks) }
-            .map_err(|reason| Error::Unavailable { reason })?;
+        let returned = unsafe { gate::call(&mut frame, regs.callbacks) };
+        crate::heap::leave(prev_heap);
+        let returned = returned.map_err(|reason| Error::Unavailable { reason })?;
         if returned && frame.callback_error.is_none() {
             Ok(Returned {
                 rax: frame.ret[0],
@@ -635,14 +803,13 @@ impl Compartment {
         // handler reaches after writing the record.
         let record = unsafe { frame.fault.assume_init_ref() };
         let fault = self.fault(function, record);
-        // The fault first, then the flag: whoever sees the compartment
-        // poisoned finds the fault that did it.
-        *self
-            .inner
-            .last_fault
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner) = Some(fault.clone());
-        self.inner.poisoned.store(true, Ordering::Release);
+        self.poison(fault.clone());
+        // Heaps this thread was inside when the fault came (foreign code
+        // faulted in the allocator, maybe in another compartment's heap or
+        // Cofferdam's own) are quarantined too, and their owners told.
+        for h in crate::heap::heaps_held_by_this_thread() {
+            h.report_fault(function, record);
+        }
         Error::Fault(fault)
     }
 
@@ -687,6 +854,30 @@ impl Compartment {
                 function: FUNCTION,
                 detail: format!("{:#x}..{end:#x} touches protected memory", p.addr()),
             });
+        }
+        if bytes <= SCRATCH_MAX && self.inner.heap_base.load(Ordering::Relaxed) != 0 {
+            if self.is_poisoned() {
+                return Err(self.poisoned());
+            }
+            if let Ok(mut slot) = self.inner.scratch.try_lock() {
+                if slot.as_ref().is_none_or(|s| s.len() < bytes) {
+                    *slot = None;
+                    *slot = Some(ForeignVec::zeroed_in(
+                        self,
+                        bytes.next_power_of_two().max(256),
+                    )?);
+                }
+                let out = slot.as_ref().expect("made above");
+                // SAFETY: as below; `out` holds at least `bytes` bytes.
+                let _: *mut u8 = unsafe {
+                    self.call(
+                        FUNCTION,
+                        libc::memcpy as *const (),
+                        (out.as_foreign_ptr(), p.addr(), bytes),
+                    )
+                }?;
+                return Ok(out.read_pod(count));
+            }
         }
         let out = ForeignVec::<T>::zeroed(count)?;
         // SAFETY: memcpy(void *dst, const void *src, size_t n) -> void*:

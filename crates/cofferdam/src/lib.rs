@@ -3,8 +3,14 @@
 //!
 //! * [`ProtectedAlloc`] puts the Rust heap in a protection-key domain (key P)
 //!   that foreign code cannot read or write.
-//! * [`ForeignBox`] and [`ForeignVec`] hold what C may touch, allocated with
-//!   C's own `malloc`; Rust reads them back by copy, as untrusted data.
+//! * [`ForeignBox`] and [`ForeignVec`] hold what C may touch, in a C heap:
+//!   the heap of the compartment they are made for ([`ForeignBox::new_in`]),
+//!   or Cofferdam's own; Rust reads them back by copy, as untrusted data.
+//! * Each compartment's C code allocates from a heap of its own: `malloc` and
+//!   friends are interposed, and a poisoned compartment's heap is
+//!   quarantined (trusted code never runs its allocator again) and its
+//!   memory released once everything made in it is gone
+//!   ([`Compartment::heap_range`]).
 //! * [`Compartment`] calls foreign functions through a verified call gate that
 //!   drops P's rights for the duration of the call; a fault in foreign code
 //!   becomes [`Error::Fault`] and poisons the compartment until
@@ -61,6 +67,7 @@ mod fault;
 mod foreign;
 mod gate;
 mod guard;
+mod heap;
 mod interpose;
 mod state;
 mod statics;

@@ -17,7 +17,7 @@
 //! | operation | `mpk` / `split` | `none` | `process` |
 //! | --- | --- | --- | --- |
 //! | call | the gate (`crate::gate::call`) | `crate::gate::call_direct` | [`process::Engine::call`]: a slot in the helper's shared page |
-//! | alloc foreign | C's `malloc` | C's `malloc` | the shared arena (`crate::foreign::arena`) |
+//! | alloc foreign | the compartment's C heap, or Cofferdam's own (`crate::heap`) | C's `malloc` | the shared arena (`crate::foreign::arena`) |
 //! | read foreign | `memcpy` through the call | the same | the same, run in the helper |
 //! | renew | clears the poison | the same | [`process::Engine::renew`]: a fresh helper |
 //! | callbacks | the reverse gate (`crate::callback`) | the same | the helper's stubs, run here by `crate::callback::run_for_process` |

@@ -1,8 +1,15 @@
 //! Foreign memory: what C may read, write and free.
 //!
-//! [`ForeignBox`] and [`ForeignVec`] are allocated with the C library's
-//! `malloc` (never from [`crate::ProtectedAlloc`]'s region), so C may use them
-//! and even `free` them. Rust writes into them through safe methods. What Rust
+//! [`ForeignBox`] and [`ForeignVec`] live in a C heap (never in
+//! [`crate::ProtectedAlloc`]'s region), so C may use them and even `free`
+//! them. Which heap (`docs/heaps.md`): made for a compartment (`new_in`,
+//! `zeroed_in`, `from_slice_in`, `from_str_nul_in`), that compartment's own
+//! heap, or the shared arena for a compartment on the `process` backend;
+//! made without one (`new`, `zeroed`, …), Cofferdam's own heap, which
+//! foreign code of *every* compartment can read and write (on `mpk` all
+//! heaps carry key 0; on `split` nothing is protected), or the shared arena
+//! once the process backend is in use. On the `none` backend both come from
+//! the C library's `malloc`. Rust writes into them through safe methods. What Rust
 //! reads back is untrusted, because foreign code may change it at any time,
 //! from any thread: reads are copies (no `&T` into foreign memory is ever
 //! handed out), bounds-checked, and only of [`Pod`] types, for which every bit
@@ -15,6 +22,9 @@ use core::fmt;
 use core::marker::PhantomData;
 use core::mem::{align_of, size_of};
 use core::ptr::{self, NonNull};
+use std::sync::Arc;
+
+use crate::heap::Heap;
 
 /// Plain old data: `Copy`, no padding-sensitive invariants, and *every* bit
 /// pattern of `size_of::<T>()` bytes is a valid `T`. Only such types can be
@@ -199,7 +209,8 @@ impl<T> fmt::Debug for ForeignPtr<T> {
     }
 }
 
-/// The C library's allocator could not satisfy a request.
+/// A foreign allocation failed: its heap is exhausted, or quarantined
+/// because its compartment is poisoned (renew the compartment).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ForeignAllocError {
     /// Bytes requested.
@@ -210,7 +221,7 @@ impl fmt::Display for ForeignAllocError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "the C library's malloc could not allocate {} bytes",
+            "could not allocate {} bytes of foreign memory (the heap is exhausted, or quarantined: its compartment is poisoned until renewed)",
             self.bytes
         )
     }
@@ -330,20 +341,68 @@ fn pod_bytes_mut<T: Pod>(data: &mut [T]) -> &mut [u8] {
     }
 }
 
-/// `calloc`s `n` elements of `T` with C's allocator, aligned for `T`.
-fn c_alloc<T>(n: usize) -> Result<NonNull<T>, ForeignAllocError> {
+/// The heap a foreign block lives in: `Some` for a compartment's heap or
+/// Cofferdam's own (freed through the gate, or not at all once the heap is
+/// quarantined; the `Arc` keeps a quarantined heap's memory until the block
+/// is gone), `None` for the shared arena or the C library's heap (freed by
+/// address).
+type Owner = Option<Arc<Heap>>;
+
+/// Frees a block of foreign memory owned by `owner`.
+///
+/// # Safety
+/// `p` was allocated for that owner (or adopted with `from_foreign`) and is
+/// not used again.
+unsafe fn release(owner: &Owner, p: *mut c_void) {
+    if let Some(h) = owner {
+        // SAFETY: forwarded contract. Nothing happens for a quarantined heap.
+        return unsafe { h.free(p.cast()) };
+    }
+    if arena::free_foreign(p as usize) {
+        return;
+    }
+    // SAFETY: forwarded contract: a block of the C library's.
+    unsafe { libc::free(p) }
+}
+
+/// Allocates `n` zero-filled elements of `T`, aligned for `T`: in
+/// compartment `c`'s heap (the shared arena for a process compartment), or
+/// without one in Cofferdam's own heap (the shared arena once the process
+/// backend is in use), or with the C library's allocator on `none`.
+fn c_alloc<T>(
+    c: Option<&crate::Compartment>,
+    n: usize,
+) -> Result<(NonNull<T>, Owner), ForeignAllocError> {
     let bytes = n
         .checked_mul(size_of::<T>())
         .ok_or(ForeignAllocError { bytes: usize::MAX })?
         .max(1);
-    if let Some(arena) = arena::arena_for_alloc() {
+    let arena = match c {
+        Some(c) if c.backend() == crate::Backend::Process => Some(arena::get()),
+        Some(_) => None,
+        None => arena::arena_for_alloc(),
+    };
+    if let Some(arena) = arena {
         // The process backend: the shared arena, mapped at the same address
         // in every helper (zero-filled, aligned).
         let a = arena.map_err(|_| ForeignAllocError { bytes })?;
         let p = a
             .alloc(bytes, align_of::<T>())
             .ok_or(ForeignAllocError { bytes })?;
-        return NonNull::new(p.cast()).ok_or(ForeignAllocError { bytes });
+        let p = NonNull::new(p.cast()).ok_or(ForeignAllocError { bytes })?;
+        return Ok((p, None));
+    }
+    let heap = match c {
+        // Fails while `c` is poisoned: its heap is quarantined.
+        Some(c) => c.heap().map_err(|()| ForeignAllocError { bytes })?,
+        None if crate::state::runtime().backend == crate::Backend::None => None,
+        None => Some(Heap::own().map_err(|_| ForeignAllocError { bytes })?),
+    };
+    if let Some(h) = heap {
+        let p = h
+            .alloc_zeroed(bytes, align_of::<T>().max(16))
+            .ok_or(ForeignAllocError { bytes })?;
+        return Ok((p.cast(), Some(h)));
     }
     let p = if align_of::<T>() <= 16 {
         // SAFETY: calloc with a non-zero size; glibc aligns to 16.
@@ -361,12 +420,14 @@ fn c_alloc<T>(n: usize) -> Result<NonNull<T>, ForeignAllocError> {
         }
     };
     debug_assert!(p.is_null() || !crate::alloc::is_protected_region(p as usize));
-    NonNull::new(p.cast()).ok_or(ForeignAllocError { bytes })
+    let p = NonNull::new(p.cast()).ok_or(ForeignAllocError { bytes })?;
+    Ok((p, None))
 }
 
 /// One `T` in foreign memory, owned by Rust until given away.
 pub struct ForeignBox<T: Pod> {
     ptr: NonNull<T>,
+    owner: Owner,
 }
 
 // SAFETY: the box owns its allocation; T is Pod (no thread-affine state), and
@@ -376,18 +437,42 @@ unsafe impl<T: Pod + Send> Send for ForeignBox<T> {}
 unsafe impl<T: Pod + Sync> Sync for ForeignBox<T> {}
 
 impl<T: Pod> ForeignBox<T> {
-    /// Allocates a `T` with C's `malloc` and writes `value` into it.
+    /// Allocates a `T` in Cofferdam's own heap (see the module docs: every
+    /// compartment's foreign code can reach it) and writes `value` into it.
     pub fn new(value: T) -> Result<Self, ForeignAllocError> {
-        let ptr = c_alloc::<T>(1)?;
+        Self::make(None, value)
+    }
+    /// Allocates a `T` in compartment `c`'s heap and writes `value` into
+    /// it: memory for that compartment's functions. Fails while `c` is
+    /// poisoned (its heap is quarantined until [`crate::Compartment::renew`]).
+    ///
+    /// ```
+    /// # #[global_allocator]
+    /// # static GLOBAL: cofferdam::ProtectedAlloc = cofferdam::ProtectedAlloc;
+    /// let zlib = cofferdam::Compartment::new("zlib")?;
+    /// let n = cofferdam::ForeignBox::new_in(&zlib, 42u64)?;
+    /// assert_eq!(n.get(), 42);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn new_in(c: &crate::Compartment, value: T) -> Result<Self, ForeignAllocError> {
+        Self::make(Some(c), value)
+    }
+    fn make(c: Option<&crate::Compartment>, value: T) -> Result<Self, ForeignAllocError> {
+        let (ptr, owner) = c_alloc::<T>(c, 1)?;
         // SAFETY: freshly allocated, aligned, sized for one T.
         unsafe { ptr.as_ptr().write_volatile(value) };
-        Ok(ForeignBox { ptr })
+        Ok(ForeignBox { ptr, owner })
     }
-    /// Allocates a zero-filled `T`.
+    /// Allocates a zero-filled `T` in Cofferdam's own heap.
     pub fn zeroed() -> Result<Self, ForeignAllocError> {
-        Ok(ForeignBox {
-            ptr: c_alloc::<T>(1)?,
-        })
+        let (ptr, owner) = c_alloc::<T>(None, 1)?;
+        Ok(ForeignBox { ptr, owner })
+    }
+    /// Allocates a zero-filled `T` in compartment `c`'s heap (fails while
+    /// `c` is poisoned).
+    pub fn zeroed_in(c: &crate::Compartment) -> Result<Self, ForeignAllocError> {
+        let (ptr, owner) = c_alloc::<T>(Some(c), 1)?;
+        Ok(ForeignBox { ptr, owner })
     }
     /// A copy of the current value (which foreign code may have changed).
     pub fn get(&self) -> T {
@@ -407,14 +492,18 @@ impl<T: Pod> ForeignBox<T> {
     /// Gives the allocation to foreign code, which must `free` it.
     pub fn into_foreign(self) -> ForeignPtr<T> {
         let p = self.as_foreign_ptr();
-        core::mem::forget(self);
+        let mut this = core::mem::ManuallyDrop::new(self);
+        // The reference to its heap goes; the block stays.
+        drop(this.owner.take());
         p
     }
-    /// Takes ownership of a block foreign code allocated with `malloc`.
+    /// Takes ownership of a block foreign code allocated with `malloc`
+    /// (inside a gate call, in its compartment's heap; outside, in the C
+    /// library's): dropping the box frees it where it came from.
     ///
     /// # Safety
     /// `p` must be non-null, aligned for `T`, point to at least
-    /// `size_of::<T>()` bytes obtained from C's `malloc`, and no one else may
+    /// `size_of::<T>()` bytes obtained from `malloc`, and no one else may
     /// free it.
     ///
     /// # Panics
@@ -429,17 +518,15 @@ impl<T: Pod> ForeignBox<T> {
         );
         ForeignBox {
             ptr: NonNull::new(p.as_raw()).expect("ForeignBox::from_foreign: null pointer"),
+            owner: crate::heap::owner_of(p.addr()),
         }
     }
 }
 
 impl<T: Pod> Drop for ForeignBox<T> {
     fn drop(&mut self) {
-        if arena::free_foreign(self.ptr.as_ptr() as usize) {
-            return;
-        }
-        // SAFETY: allocated by C's malloc, owned by this box.
-        unsafe { libc::free(self.ptr.as_ptr().cast()) }
+        // SAFETY: allocated for this owner, owned by this box.
+        unsafe { release(&self.owner, self.ptr.as_ptr().cast()) }
     }
 }
 
@@ -453,6 +540,7 @@ impl<T: Pod + fmt::Debug> fmt::Debug for ForeignBox<T> {
 pub struct ForeignVec<T: Pod> {
     ptr: NonNull<T>,
     len: usize,
+    owner: Owner,
 }
 
 /// A byte buffer in foreign memory.
@@ -464,16 +552,37 @@ unsafe impl<T: Pod + Send> Send for ForeignVec<T> {}
 unsafe impl<T: Pod + Sync> Sync for ForeignVec<T> {}
 
 impl<T: Pod> ForeignVec<T> {
-    /// `len` zero-filled elements.
+    /// `len` zero-filled elements in Cofferdam's own heap (see the module
+    /// docs: every compartment's foreign code can reach it).
     pub fn zeroed(len: usize) -> Result<Self, ForeignAllocError> {
-        Ok(ForeignVec {
-            ptr: c_alloc::<T>(len)?,
-            len,
-        })
+        let (ptr, owner) = c_alloc::<T>(None, len)?;
+        Ok(ForeignVec { ptr, len, owner })
     }
-    /// A copy of `data` in foreign memory.
+    /// `len` zero-filled elements in compartment `c`'s heap. Fails while
+    /// `c` is poisoned (its heap is quarantined until
+    /// [`crate::Compartment::renew`]).
+    ///
+    /// ```
+    /// # #[global_allocator]
+    /// # static GLOBAL: cofferdam::ProtectedAlloc = cofferdam::ProtectedAlloc;
+    /// let c = cofferdam::Compartment::new("codec")?;
+    /// let out = cofferdam::ForeignBuf::zeroed_in(&c, 4096)?;
+    /// assert_eq!(out.len(), 4096);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn zeroed_in(c: &crate::Compartment, len: usize) -> Result<Self, ForeignAllocError> {
+        let (ptr, owner) = c_alloc::<T>(Some(c), len)?;
+        Ok(ForeignVec { ptr, len, owner })
+    }
+    /// A copy of `data` in Cofferdam's own heap.
     pub fn from_slice(data: &[T]) -> Result<Self, ForeignAllocError> {
         let v = Self::zeroed(data.len())?;
+        v.write(0, data).expect("length matches");
+        Ok(v)
+    }
+    /// A copy of `data` in compartment `c`'s heap.
+    pub fn from_slice_in(c: &crate::Compartment, data: &[T]) -> Result<Self, ForeignAllocError> {
+        let v = Self::zeroed_in(c, data.len())?;
         v.write(0, data).expect("length matches");
         Ok(v)
     }
@@ -576,11 +685,36 @@ impl<T: Pod> ForeignVec<T> {
 }
 
 impl ForeignVec<u8> {
-    /// A NUL-terminated copy of `s` (for C functions taking `const char*`).
+    /// A NUL-terminated copy of `s` (for C functions taking `const char*`),
+    /// in Cofferdam's own heap.
     pub fn from_str_nul(s: &str) -> Result<Self, ForeignAllocError> {
         let v = Self::zeroed(s.len() + 1)?;
         v.write(0, s.as_bytes()).expect("length fits");
         Ok(v)
+    }
+    /// A NUL-terminated copy of `s` in compartment `c`'s heap.
+    pub fn from_str_nul_in(c: &crate::Compartment, s: &str) -> Result<Self, ForeignAllocError> {
+        let v = Self::zeroed_in(c, s.len() + 1)?;
+        v.write(0, s.as_bytes()).expect("length fits");
+        Ok(v)
+    }
+    /// The first `count` `T`s of the buffer's bytes, copied out.
+    ///
+    /// # Panics
+    /// If the buffer holds fewer than `count * size_of::<T>()` bytes.
+    pub(crate) fn read_pod<T: Pod>(&self, count: usize) -> Vec<T> {
+        let bytes = count * size_of::<T>();
+        assert!(bytes <= self.len, "read_pod past the buffer");
+        let mut v: Vec<T> = Vec::with_capacity(count);
+        // SAFETY: the spare capacity holds `count` elements, filled through
+        // a byte view before `set_len`; the source holds `bytes` bytes
+        // (checked); T is Pod, so any bytes are valid values.
+        unsafe {
+            let dst = core::slice::from_raw_parts_mut(v.as_mut_ptr().cast::<u8>(), bytes);
+            volatile_copy_from_foreign(dst, self.ptr.as_ptr());
+            v.set_len(count);
+        }
+        v
     }
     /// The bytes before the first NUL (or the whole buffer if there is none),
     /// copied out.
@@ -595,11 +729,8 @@ impl ForeignVec<u8> {
 
 impl<T: Pod> Drop for ForeignVec<T> {
     fn drop(&mut self) {
-        if arena::free_foreign(self.ptr.as_ptr() as usize) {
-            return;
-        }
-        // SAFETY: allocated by C's calloc/posix_memalign, owned by this value.
-        unsafe { libc::free(self.ptr.as_ptr().cast()) }
+        // SAFETY: allocated for this owner, owned by this value.
+        unsafe { release(&self.owner, self.ptr.as_ptr().cast()) }
     }
 }
 

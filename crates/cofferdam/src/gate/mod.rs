@@ -419,6 +419,25 @@ pub fn read_pkru() -> Option<u32> {
     Some(eax)
 }
 
+/// Whether this thread's PKRU denies every bit of `mask`: foreign code is
+/// running. For the interposed allocator (`crate::heap`), which must decide
+/// cheaply (no CPUID) and from state foreign code cannot forge, without
+/// reading any Rust static.
+///
+/// # Safety
+/// `mask` is the configuration page's non-zero deny mask, so the mpk
+/// backend is in force and RDPKRU is defined.
+#[inline(always)]
+pub(crate) unsafe fn pkru_denies(mask: u32) -> bool {
+    let eax: u32;
+    // SAFETY: RDPKRU is defined (contract); ECX must be zero, EDX is
+    // clobbered.
+    unsafe {
+        core::arch::asm!("rdpkru", in("ecx") 0u32, out("eax") eax, out("edx") _, options(nomem, nostack, preserves_flags));
+    }
+    eax & mask == mask
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

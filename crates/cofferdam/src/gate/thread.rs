@@ -993,16 +993,27 @@ pub unsafe extern "C" fn pthread_create(
         let Some(real) = lookup_pthread_create() else {
             return libc::EAGAIN;
         };
+        // glibc's bookkeeping of the new thread (its DTV, kept with the
+        // stack glibc caches and reuses for later threads, trusted ones
+        // too) goes to the C library's heap, not the caller's compartment
+        // heap, which may be quarantined and discarded while glibc still
+        // uses it (crate::heap). The word is C state: no Rust static read.
+        let prev = crate::heap::enter(0);
         // SAFETY: forwarded contract.
-        return unsafe { real(thread, attr, routine, arg) };
+        let r = unsafe { real(thread, attr, routine, arg) };
+        crate::heap::leave(prev);
+        return r;
     }
     let Some(real) = real_pthread_create() else {
         return libc::EAGAIN;
     };
     let start = Box::into_raw(Box::new(Start { routine, arg }));
+    // As above: the new thread's bookkeeping in the C library's heap.
+    let prev = crate::heap::enter(0);
     // SAFETY: forwarded contract; `adopted_start` takes ownership of `start`
     // in the new thread.
     let r = unsafe { real(thread, attr, adopted_start, start.cast()) };
+    crate::heap::leave(prev);
     if r != 0 {
         // SAFETY: the thread was not created: `start` is still ours.
         drop(unsafe { Box::from_raw(start) });

@@ -574,3 +574,72 @@ pub(crate) fn exe_tls_segment() -> Option<(usize, usize, usize)> {
         ))
     })
 }
+
+/// Replaces `[addr, addr + len)` with a fresh, unbacked anonymous mapping
+/// of zero pages (`mmap` with `MAP_FIXED`, read-write, `MAP_NORESERVE`):
+/// the pages' memory goes back to the OS, and the range stays reserved, so
+/// nothing else is mapped where stale pointers may still point; what they
+/// read is zeros, what they write lands in fresh pages nobody else uses.
+///
+/// # Safety
+/// The range is page-aligned, belongs to the caller, and nothing uses its
+/// contents any more. Trusted code only (it reads the guard's token).
+pub(crate) unsafe fn release_keep_reserved(addr: usize, len: usize) -> io::Result<()> {
+    let prot = (libc::PROT_READ | libc::PROT_WRITE) as u64;
+    let flags =
+        (libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE | libc::MAP_FIXED) as u64;
+    let a = [addr as u64, len as u64, prot, flags, -1i64 as u64, 0];
+    // With the syscall guard's token where the guard is on: the filter
+    // traps a MAP_FIXED mapping, and the trap is answered with rights only
+    // on a thread whose alternate stack is armed; the caller may be any
+    // thread that drops the last reference to a heap.
+    let tok = crate::guard::sigreturn_token();
+    let r = if tok.is_null() {
+        // SAFETY: contract above; MAP_FIXED replaces only the caller's range.
+        let p = unsafe {
+            libc::mmap(
+                addr as *mut c_void,
+                len,
+                prot as c_int,
+                flags as c_int,
+                -1,
+                0,
+            )
+        };
+        if p == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        0
+    } else {
+        // SAFETY: as above; prot and flags fit in 32 bits; `tok` is the
+        // token (trusted caller: rights held).
+        unsafe { crate::gate::syscall::mmap_with_token(a, tok) }
+    };
+    if r < 0 && r > -4096 {
+        Err(io::Error::from_raw_os_error(-r as i32))
+    } else {
+        Ok(())
+    }
+}
+
+/// `mprotect(addr, len, prot)` by trusted code, with the syscall guard's
+/// token where the guard is on (see [`release_keep_reserved`]).
+///
+/// # Safety
+/// As for [`mprotect`]; trusted code only.
+pub(crate) unsafe fn trusted_mprotect(addr: usize, len: usize, prot: c_int) -> io::Result<()> {
+    let tok = crate::guard::sigreturn_token();
+    // SAFETY: forwarded contract; `tok` is null or the token.
+    let r = unsafe {
+        trusted_syscall(
+            libc::SYS_mprotect,
+            [addr as u64, len as u64, prot as u64, 0, 0],
+            tok,
+        )
+    };
+    if r < 0 {
+        Err(io::Error::from_raw_os_error(-r as i32))
+    } else {
+        Ok(())
+    }
+}
