@@ -95,6 +95,18 @@ pub(crate) unsafe fn discard_shared(addr: usize, len: usize) {
     unsafe { libc::madvise(addr as *mut c_void, len, libc::MADV_REMOVE) };
 }
 
+/// This thread's `errno`.
+pub(crate) fn errno() -> i32 {
+    // SAFETY: glibc's errno location is this thread's, valid for its life.
+    unsafe { *libc::__errno_location() }
+}
+
+/// Sets this thread's `errno`.
+pub(crate) fn set_errno(e: i32) {
+    // SAFETY: as in `errno`.
+    unsafe { *libc::__errno_location() = e };
+}
+
 /// `FUTEX_WAIT` (shared between processes) on `word` while it holds
 /// `expected`, for at most `timeout_ns` (none: forever). Returns on a wake,
 /// a changed value, a signal or the timeout.
@@ -106,6 +118,9 @@ pub(crate) fn futex_wait(word: &AtomicU32, expected: u32, timeout_ns: Option<u64
     let tp = ts
         .as_ref()
         .map_or(core::ptr::null(), |t| t as *const libc::timespec);
+    // Cofferdam's own wait leaves errno as it found it: on a helper thread
+    // it is the library's (EAGAIN from a changed word would show through).
+    let e = errno();
     // SAFETY: `word` is a live, aligned u32; the kernel only reads it and
     // the timespec, which outlives the call.
     unsafe {
@@ -119,10 +134,12 @@ pub(crate) fn futex_wait(word: &AtomicU32, expected: u32, timeout_ns: Option<u64
             0usize,
         )
     };
+    set_errno(e);
 }
 
 /// `FUTEX_WAKE` (shared between processes): wakes up to `n` waiters.
 pub(crate) fn futex_wake(word: &AtomicU32, n: u32) {
+    let e = errno();
     // SAFETY: `word` is a live, aligned u32; the kernel does not write it.
     unsafe {
         libc::syscall(
@@ -135,6 +152,7 @@ pub(crate) fn futex_wake(word: &AtomicU32, n: u32) {
             0usize,
         )
     };
+    set_errno(e);
 }
 
 /// `capset` to nothing: empty effective, permitted and inheritable sets.

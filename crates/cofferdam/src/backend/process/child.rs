@@ -220,16 +220,23 @@ fn slot_loop(control: usize, i: usize, spin: u32) {
 /// the parent answers a callback (`MSG_CB_RET`): returns that answer (rax,
 /// xmm0).
 fn serve_slot(sp: *mut Slot, spin: u32) -> [u64; 2] {
+    // errno is the library's, as on mpk: what its last call (or the code a
+    // callback interrupted) left, whatever the helper's own waiting and
+    // answering did to it in between.
+    let mut lib_errno = sys::errno();
     loop {
         wait_request(sp, spin);
         // SAFETY: `sp` is this thread's slot in the live control mapping;
         // the parent wrote the message before publishing it on `req`.
         let kind = unsafe { core::ptr::read_volatile(&raw const (*sp).req_kind) };
         if kind == chan::MSG_CB_RET {
+            sys::set_errno(lib_errno);
             // SAFETY: as above.
             return unsafe { core::ptr::read_volatile(&raw const (*sp).cb_ret) };
         }
+        sys::set_errno(lib_errno);
         run_call(sp);
+        lib_errno = sys::errno();
         answer(sp, chan::MSG_RET);
     }
 }
