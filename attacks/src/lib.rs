@@ -1437,6 +1437,22 @@ fn process_note(attack: &str) -> Option<&'static str> {
     })
 }
 
+/// For this package's tests: whether the mpk backend is in force. Elsewhere
+/// the test skips with the reason printed, but fails under
+/// `COFFERDAM_REQUIRE_MPK=1` (a broken detection never passes as a skip).
+#[doc(hidden)]
+pub fn mpk_or_skip(test: &str) -> bool {
+    if cofferdam::backend() == Backend::Mpk {
+        return true;
+    }
+    let why = cofferdam::info().reason;
+    if std::env::var("COFFERDAM_REQUIRE_MPK").as_deref() == Ok("1") {
+        panic!("{test}: COFFERDAM_REQUIRE_MPK=1 but the mpk backend is not in force: {why}");
+    }
+    eprintln!("skipping {test}: needs MPK ({why})");
+    false
+}
+
 pub fn child_main(attack: &Attack, mode: Mode) -> ! {
     let obs = match attack.run {
         Some(run) => {

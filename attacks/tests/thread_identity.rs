@@ -4,29 +4,19 @@
 //! check the kernel's thread id: the impostor's callback is refused, the
 //! caller's own calls and callbacks keep working.
 
-use cofferdam::{Backend, Callback, Compartment, Error, ForeignBuf, ForeignPtr};
+use cofferdam::{Callback, Compartment, Error, ForeignBuf, ForeignPtr};
 use cofferdam_attacks::syscalls::ffi;
 
 #[global_allocator]
 static GLOBAL: cofferdam::ProtectedAlloc = cofferdam::ProtectedAlloc;
 
-fn mpk_or_skip(test: &str) -> bool {
-    if cofferdam::backend() == Backend::Mpk {
-        return true;
-    }
-    let why = cofferdam::info().reason;
-    if std::env::var("COFFERDAM_REQUIRE_MPK").as_deref() == Ok("1") {
-        panic!("{test}: COFFERDAM_REQUIRE_MPK=1 but the mpk backend is not in force: {why}");
-    }
-    eprintln!("skipping {test}: needs MPK ({why})");
-    false
-}
-
 type Cb<'a> = Callback<'a, fn(ForeignPtr<u8>, ForeignPtr<u8>) -> i32>;
 
 #[test]
 fn only_a_thread_given_the_callers_fs_base_turns_on_the_thread_id_check() {
-    if !mpk_or_skip("only_a_thread_given_the_callers_fs_base_turns_on_the_thread_id_check") {
+    if !cofferdam_attacks::mpk_or_skip(
+        "only_a_thread_given_the_callers_fs_base_turns_on_the_thread_id_check",
+    ) {
         return;
     }
     if std::env::var("COFFERDAM_CHECK_THREAD_IDS").as_deref() == Ok("1") {

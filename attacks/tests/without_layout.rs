@@ -4,24 +4,10 @@
 //! builds and runs; Cofferdam says plainly that statics are not protected,
 //! and `COFFERDAM_REQUIRE_STATICS=1` makes that an error.
 
-use cofferdam::{Backend, Compartment, Error};
+use cofferdam::{Compartment, Error};
 
 #[global_allocator]
 static GLOBAL: cofferdam::ProtectedAlloc = cofferdam::ProtectedAlloc;
-
-/// Whether the mpk backend is in force (skips with a reason elsewhere,
-/// fails under COFFERDAM_REQUIRE_MPK=1).
-fn mpk_or_skip(test: &str) -> bool {
-    if cofferdam::backend() == Backend::Mpk {
-        return true;
-    }
-    let why = cofferdam::info().reason;
-    if std::env::var("COFFERDAM_REQUIRE_MPK").as_deref() == Ok("1") {
-        panic!("{test}: COFFERDAM_REQUIRE_MPK=1 but the mpk backend is not in force: {why}");
-    }
-    eprintln!("skipping {test}: needs MPK ({why})");
-    false
-}
 
 fn rerun(name: &str, env: &[(&str, &str)]) -> std::process::Output {
     let mut c = std::process::Command::new(std::env::current_exe().expect("test binary"));
@@ -58,7 +44,7 @@ fn child_makes_a_compartment() {
 
 #[test]
 fn without_the_layout_statics_are_reported_unprotected() {
-    if !mpk_or_skip("without_the_layout_statics_are_reported_unprotected") {
+    if !cofferdam_attacks::mpk_or_skip("without_the_layout_statics_are_reported_unprotected") {
         return;
     }
     let i = cofferdam::info();
@@ -95,7 +81,7 @@ fn without_the_layout_statics_are_reported_unprotected() {
 
 #[test]
 fn require_statics_refuses_a_program_without_the_layout() {
-    if !mpk_or_skip("require_statics_refuses_a_program_without_the_layout") {
+    if !cofferdam_attacks::mpk_or_skip("require_statics_refuses_a_program_without_the_layout") {
         return;
     }
     let out = rerun(
